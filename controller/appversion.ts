@@ -1,0 +1,98 @@
+// The AppVersion resource (molt.dev/v1alpha1) as the rest of the controller sees it:
+// validated, with defaults applied and durations normalised to milliseconds.
+// The raw shape users write is described by controller/schema.ts (JSON Schema, also the CRD schema).
+
+import type { Endpoint, FailurePolicyConfig, TransitionConfig } from '../sidecar/protocol.js';
+
+export const API_VERSION = 'molt.dev/v1alpha1';
+export const KIND = 'AppVersion';
+
+export interface HealthCheck {
+  /** HTTP path to GET; absent = TCP connect check. A 2xx/3xx answer is healthy. */
+  path?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** A version not ready after this long is marked Failed. */
+  startupTimeoutMs: number;
+}
+
+export interface ProcessRuntime {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  workingDir?: string;
+  replicas: number;
+}
+
+export interface DockerRuntime {
+  image: string;
+  tag: string;
+  containerPort: number;
+  replicas: number;
+  name?: string;
+  workingDir?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  env: Record<string, string>;
+  hostname?: string;
+  /** Anonymous volumes (container paths). */
+  volumes: string[];
+  /** "host:container[:ro|rw]" */
+  binds: string[];
+  /** "container[:ro|rw]" */
+  volumesFrom: string[];
+  /** Extra published ports: containerPort -> host port, always bound to 127.0.0.1. */
+  portBindings: Array<{ containerPort: number; hostPort: number; protocol: 'tcp' | 'udp' }>;
+  /** "container:alias" */
+  links: string[];
+  user?: string;
+  /** Bytes. */
+  memory?: number;
+  cpuShares?: number;
+  privileged: boolean;
+  /** Re-resolve the tag's image digest; a new digest yields a new (derived) version. */
+  checkForNewImages: boolean;
+  /** Seconds between digest checks when checkForNewImages is on. */
+  imagePollIntervalMs: number;
+}
+
+export type Runtime =
+  | { kind: 'servers'; servers: Endpoint[] }
+  | { kind: 'process'; process: ProcessRuntime }
+  | { kind: 'docker'; docker: DockerRuntime };
+
+export interface AppVersionSpec {
+  app: string;
+  version: string;
+  hosts: string[];
+  /** This app takes requests whose Host matches no other app. */
+  default: boolean;
+  transition: TransitionConfig;
+  failurePolicy: FailurePolicyConfig;
+  healthCheck: HealthCheck;
+  /** Keep a rolled-back version's containers/processes running for inspection. */
+  keepFailed: boolean;
+  /** Cookie names; default molt-version-<app> / molt-bucket-<app>. */
+  versionCookie: string;
+  bucketCookie: string;
+  runtime: Runtime;
+}
+
+export interface AppVersion {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: {
+    name: string;
+    namespace?: string;
+    generation?: number;
+    uid?: string;
+    labels?: Record<string, string>;
+  };
+  spec: AppVersionSpec;
+  /** Where it came from, for error messages and status: a file path, "api", "kubernetes". */
+  source: string;
+  /** Stable hash of the normalised spec: a changed spec is a new rollout. */
+  specHash: string;
+}
+
+export type Phase = 'Pending' | 'Starting' | 'Ready' | 'Serving' | 'Promoted' | 'RolledBack' | 'Failed' | 'Draining';

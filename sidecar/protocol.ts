@@ -1,0 +1,176 @@
+// Control protocol between the controller (server, Unix socket) and the sidecar (client).
+//
+// Framing: newline-delimited JSON, one message per line, UTF-8. A line longer than
+// MAX_LINE_BYTES is a protocol error and the connection is closed. Every message has a
+// `type`. Unknown types are ignored (forward compatibility); the first message in each
+// direction is `hello`, carrying the protocol version. A peer that does not share a
+// protocol version closes the connection after logging the mismatch.
+//
+// Controller -> sidecar: hello, routes
+// Sidecar -> controller: hello, ack, failure, stats
+//
+// This file is shared by both sides: it is the contract. Keep it free of runtime imports.
+
+export const PROTOCOL_VERSION = 1;
+export const MAX_LINE_BYTES = 16 * 1024 * 1024;
+
+export type TransitionMode = 'INSTANT' | 'SESSION' | 'GRADUAL' | 'CONCURRENT';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** One step of a time-based GRADUAL schedule: send `weight`% to the new version, hold for pauseMs. */
+export interface GradualStep {
+  weight: number;
+  /** Milliseconds to hold this weight. Absent on the last step = hold until promoted. */
+  pauseMs?: number;
+}
+
+export interface TransitionConfig {
+  mode: TransitionMode;
+  /** SESSION: idle seconds after which a client's version cookie expires (Max-Age). Default 3600. */
+  sessionTimeoutSeconds: number;
+  /** GRADUAL (thesis semantics): threshold rises by this many percentage points per routed request. */
+  percentagePerRequest?: number;
+  /** GRADUAL (time-based): step schedule, measured from RouteVersion.servingSince. */
+  steps?: GradualStep[];
+  /** CONCURRENT: duplicate POST/PUT/PATCH/DELETE too. Default false. */
+  duplicateUnsafeMethods: boolean;
+  /** CONCURRENT: request bodies up to this size are buffered and duplicated; larger are not. Default 1 MiB. */
+  maxDuplicateBodyBytes: number;
+}
+
+export interface FailurePolicyConfig {
+  /** Roll back after this many consecutive failed requests. Default 1 (the first failure). */
+  consecutiveFailures: number;
+  /** Roll back when the error ratio over `windowSeconds` reaches this (0..1), once minRequests were seen. */
+  errorRateThreshold: number;
+  windowSeconds: number;
+  minRequests: number;
+  /** Which upstream status codes count as failures. Default 500-599 except 501. */
+  failureStatusCodes: number[];
+  connectTimeoutMs: number;
+  responseTimeoutMs: number;
+}
+
+export type VersionState = 'serving' | 'rolledBack' | 'draining';
+
+export interface RouteVersion {
+  /** AppVersion metadata.name: unique across all apps. */
+  id: string;
+  /** spec.version, e.g. "1.10.2". Versions are ordered by compareVersions (semver-aware). */
+  version: string;
+  /** Bumped by the controller when a rolled-back version is re-admitted (molt promote). A failure is
+   *  remembered by the sidecar per (id, epoch), so an older report never blocks a re-admitted version. */
+  epoch: number;
+  state: VersionState;
+  transition: TransitionConfig;
+  failurePolicy: FailurePolicyConfig;
+  endpoints: Endpoint[];
+  /** Epoch milliseconds when this version first received traffic; the GRADUAL step schedule counts from here. */
+  servingSince: number;
+  /** Set by `molt promote`: the transition is complete, send everything here (INSTANT semantics). */
+  promoted: boolean;
+}
+
+export interface RouteApp {
+  name: string;
+  /** Host header values (lower-case, no port) that select this app. */
+  hosts: string[];
+  /** Takes every request whose Host matches no app. At most one app is default. */
+  default: boolean;
+  /** Cookie carrying the version id (SESSION, GRADUAL, CONCURRENT stickiness). */
+  versionCookie: string;
+  /** Cookie carrying the client's GRADUAL bucket 0-99. */
+  bucketCookie: string;
+  /** Newest first. */
+  versions: RouteVersion[];
+}
+
+export interface RoutingTable {
+  revision: number;
+  apps: RouteApp[];
+}
+
+// ---- messages ----
+
+export interface HelloMessage {
+  type: 'hello';
+  protocol: number;
+  role: 'controller' | 'sidecar';
+  pid: number;
+  /** sidecar only: the revision it is serving (0 = none). */
+  revision?: number;
+}
+
+export interface RoutesMessage {
+  type: 'routes';
+  table: RoutingTable;
+}
+
+export interface AckMessage {
+  type: 'ack';
+  revision: number;
+}
+
+export interface FailureMessage {
+  type: 'failure';
+  app: string;
+  versionId: string;
+  version: string;
+  epoch: number;
+  /** e.g. "connect ECONNREFUSED", "status 503", "response timeout", "error rate 0.62 over 10s" */
+  reason: string;
+  /** Epoch ms of the first failed request in the streak that tripped the policy. */
+  firstFailureAt: number;
+  /** Epoch ms when the sidecar stopped routing to the version. */
+  rolledBackAt: number;
+}
+
+export interface VersionStats {
+  app: string;
+  versionId: string;
+  version: string;
+  /** Counters are totals since the sidecar process started (Prometheus-style, monotonic). */
+  requests: number;
+  errors: number;
+  /** CONCURRENT: responses whose status differed between the new and the previous version. */
+  mismatches: number;
+  /** Latency histogram: cumulative counts per bucket upper bound (seconds), plus sum. */
+  latencyBuckets: number[];
+  latencyCounts: number[];
+  latencySum: number;
+  /** Current share of new traffic this version receives, 0..1, as the sidecar computes it. */
+  trafficShare: number;
+}
+
+export interface StatsMessage {
+  type: 'stats';
+  at: number;
+  revision: number;
+  versions: VersionStats[];
+}
+
+export type ControllerMessage = HelloMessage | RoutesMessage;
+export type SidecarMessage = HelloMessage | AckMessage | FailureMessage | StatsMessage;
+
+export const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export const DEFAULT_TRANSITION: TransitionConfig = {
+  mode: 'INSTANT',
+  sessionTimeoutSeconds: 3600,
+  duplicateUnsafeMethods: false,
+  maxDuplicateBodyBytes: 1024 * 1024,
+};
+
+export const DEFAULT_FAILURE_POLICY: FailurePolicyConfig = {
+  consecutiveFailures: 1,
+  errorRateThreshold: 0.5,
+  windowSeconds: 10,
+  minRequests: 20,
+  failureStatusCodes: [500, 502, 503, 504, 505, 506, 507, 508, 510, 511],
+  connectTimeoutMs: 2000,
+  responseTimeoutMs: 30000,
+};
