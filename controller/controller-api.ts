@@ -1,0 +1,62 @@
+// What the admin API (and the CLI through it) may ask of a running controller.
+// Implemented by controller/controller.ts; the admin API only depends on this interface.
+
+import type { Phase } from './appversion.js';
+
+export interface VersionStatus {
+  name: string;
+  app: string;
+  version: string;
+  mode: string;
+  phase: Phase;
+  /** Share of new traffic this version receives now, 0..1. */
+  traffic: number;
+  reason: string;
+  message: string;
+  source: string;
+  endpoints: Array<{ host: string; port: number }>;
+  /** ISO timestamps of phase changes that happened: created, ready, serving, promoted, rolledBack, failed. */
+  timestamps: Record<string, string>;
+  requests: number;
+  errors: number;
+}
+
+export interface AppStatus {
+  app: string;
+  hosts: string[];
+  /** Newest first. */
+  versions: VersionStatus[];
+}
+
+export interface ResourceError {
+  /** File path or "api". */
+  source: string;
+  /** One-line "file:line:col: path: message". */
+  message: string;
+  code: string;
+}
+
+export interface ControllerStatus {
+  sidecarConnected: boolean;
+  routingRevision: number;
+  apps: AppStatus[];
+  /** Invalid files and other input problems: shown, never applied. */
+  errors: ResourceError[];
+}
+
+export interface ControllerApi {
+  status(): ControllerStatus;
+  /** The raw resource as last applied (parsed YAML/JSON object), or undefined. */
+  getResource(name: string): { resource: unknown; status: VersionStatus | undefined } | undefined;
+  /** Validate and store a resource (raw object, as parsed from YAML/JSON). Throws MoltError /
+   *  MoltValidationErrors on bad input. Returns true when created, false when updated. */
+  applyResource(raw: unknown, source?: string): Promise<{ created: boolean; name: string }>;
+  /** Delete an API-applied resource. Throws MOLT_ERR_NOT_FOUND; file-backed ones answer MOLT_ERR_CONFLICT
+   *  (delete the file instead). */
+  deleteResource(name: string): Promise<void>;
+  /** Finish the transition now: all new traffic to VERSION (default the newest serving). Re-admits a rolled-back
+   *  version when named explicitly. */
+  promote(app: string, version?: string): Promise<VersionStatus>;
+  /** Roll the newest serving version back now (reason "manual"). */
+  rollback(app: string): Promise<VersionStatus>;
+}
