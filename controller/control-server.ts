@@ -1,0 +1,168 @@
+// The controller's end of the control socket (see sidecar/protocol.ts for the protocol).
+// One Unix socket; normally one sidecar connects, but every connected sidecar gets every table
+// (several sidecars may share one controller, e.g. while an old one drains).
+
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import {
+  MAX_LINE_BYTES,
+  PROTOCOL_VERSION,
+  type FailureMessage,
+  type HelloMessage,
+  type RoutingTable,
+  type SidecarMessage,
+  type StatsMessage,
+} from '../sidecar/protocol.js';
+
+export interface ControlServerEvents {
+  failure: [FailureMessage];
+  stats: [StatsMessage];
+  connected: [number];
+  disconnected: [number];
+  ack: [number];
+}
+
+interface Peer {
+  socket: net.Socket;
+  pid: number;
+  acked: number;
+  buf: string;
+}
+
+export class ControlServer extends EventEmitter<ControlServerEvents> {
+  readonly socketPath: string;
+  #server: net.Server | null = null;
+  #peers = new Set<Peer>();
+  #table: RoutingTable | null = null;
+  #log: Logger | undefined;
+
+  constructor(opts: { socketPath: string; log?: Logger }) {
+    super();
+    this.socketPath = opts.socketPath;
+    this.#log = opts.log;
+  }
+
+  get connected(): boolean {
+    for (const p of this.#peers) if (p.pid) return true;
+    return false;
+  }
+
+  /** Highest revision every connected sidecar has acknowledged (0 if none connected). */
+  get ackedRevision(): number {
+    let min = Infinity;
+    for (const p of this.#peers) if (p.pid) min = Math.min(min, p.acked);
+    return min === Infinity ? 0 : min;
+  }
+
+  get table(): RoutingTable | null {
+    return this.#table;
+  }
+
+  async start(): Promise<void> {
+    fs.mkdirSync(path.dirname(this.socketPath), { recursive: true });
+    // A stale socket file from a crashed controller would make listen fail with EADDRINUSE.
+    // Only remove it if nobody answers on it.
+    if (fs.existsSync(this.socketPath)) {
+      const alive = await new Promise<boolean>((resolve) => {
+        const s = net.connect(this.socketPath);
+        s.once('connect', () => { s.destroy(); resolve(true); });
+        s.once('error', () => resolve(false));
+      });
+      if (alive) throw new Error(`control socket ${this.socketPath} is in use by another controller`);
+      fs.unlinkSync(this.socketPath);
+    }
+    const server = net.createServer((socket) => this.#accept(socket));
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.socketPath, () => { server.off('error', reject); resolve(); });
+    });
+    fs.chmodSync(this.socketPath, 0o600);
+  }
+
+  /** Send a table to every connected sidecar (and to any that connects later). */
+  push(table: RoutingTable): void {
+    this.#table = table;
+    const line = JSON.stringify({ type: 'routes', table }) + '\n';
+    for (const p of this.#peers) if (p.pid) p.socket.write(line);
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.#peers) p.socket.destroy();
+    this.#peers.clear();
+    const server = this.#server;
+    this.#server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    try { fs.unlinkSync(this.socketPath); } catch { /* already gone */ }
+  }
+
+  #accept(socket: net.Socket): void {
+    const peer: Peer = { socket, pid: 0, acked: 0, buf: '' };
+    this.#peers.add(peer);
+    socket.setEncoding('utf8');
+    const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: process.pid };
+    socket.write(JSON.stringify(hello) + '\n');
+    socket.on('data', (chunk: string) => {
+      peer.buf += chunk;
+      if (peer.buf.length > MAX_LINE_BYTES) {
+        this.#log?.warn({ pid: peer.pid }, 'control: line too long from sidecar, closing');
+        socket.destroy();
+        return;
+      }
+      let nl: number;
+      while ((nl = peer.buf.indexOf('\n')) !== -1) {
+        const line = peer.buf.slice(0, nl);
+        peer.buf = peer.buf.slice(nl + 1);
+        if (line.length) this.#onLine(peer, line);
+      }
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.#peers.delete(peer);
+      if (peer.pid) {
+        this.#log?.info({ pid: peer.pid }, 'sidecar disconnected');
+        this.emit('disconnected', peer.pid);
+      }
+    });
+  }
+
+  #onLine(peer: Peer, line: string): void {
+    let msg: SidecarMessage;
+    try {
+      msg = JSON.parse(line) as SidecarMessage;
+    } catch {
+      this.#log?.warn('control: ignoring a line that is not JSON');
+      return;
+    }
+    switch (msg.type) {
+      case 'hello':
+        if (msg.protocol !== PROTOCOL_VERSION) {
+          this.#log?.error({ theirs: msg.protocol, ours: PROTOCOL_VERSION }, 'control: sidecar speaks another protocol version; closing');
+          peer.socket.destroy();
+          return;
+        }
+        peer.pid = msg.pid;
+        peer.acked = msg.revision ?? 0;
+        this.#log?.info({ pid: msg.pid, revision: peer.acked }, 'sidecar connected');
+        if (this.#table) peer.socket.write(JSON.stringify({ type: 'routes', table: this.#table }) + '\n');
+        this.emit('connected', msg.pid);
+        break;
+      case 'ack':
+        peer.acked = msg.revision;
+        this.emit('ack', msg.revision);
+        break;
+      case 'failure':
+        this.emit('failure', msg);
+        break;
+      case 'stats':
+        this.emit('stats', msg);
+        break;
+      default:
+        // Unknown message types are ignored: forward compatibility.
+        break;
+    }
+  }
+}

@@ -1,0 +1,635 @@
+// The local-mode controller: level-triggered reconciler over AppVersion files.
+//
+// Each reconcile reads desired state (resource files) and actual state (containers, processes,
+// readiness, what the sidecar reported) fresh and converges: create missing instances, remove
+// stale ones, decide which versions may take traffic, push the routing table, record status.
+// Reconciles never overlap; requests made while one runs are merged into one follow-up run.
+// Running it twice, or after a crash, changes nothing that is already right.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { Logger } from 'pino';
+import type { AppVersion, Phase } from './appversion.js';
+import type { AppStatus, ControllerApi, ControllerStatus, ResourceError, VersionStatus } from './controller-api.js';
+import { ControlServer } from './control-server.js';
+import { MoltError } from './errors.js';
+import { normalizeAppVersion } from './load.js';
+import type { MoltMetrics } from './metrics.js';
+import { buildRoutingTable, sameRoutes, sortNewestFirst, type VersionRouting } from './routing-table.js';
+import { FileSource } from './sources/files.js';
+import { StateStore, type VersionRecord } from './state-store.js';
+import { DockerDriver } from './runtime/docker.js';
+import { ProcessDriver } from './runtime/process.js';
+import { ServersDriver } from './runtime/servers.js';
+import { probe } from './runtime/health.js';
+import type { Instance, RuntimeDriver, RuntimeKind } from './runtime/types.js';
+import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../sidecar/protocol.js';
+
+export interface LocalControllerOptions {
+  /** Folders of AppVersion files the user edits. */
+  dirs: string[];
+  stateDir: string;
+  controlSocket: string;
+  log: Logger;
+  metrics: MoltMetrics;
+  /** Label value on every container/process this controller owns. */
+  controllerId?: string;
+  /** Full resync period: catches crashed instances and finishes readiness checks. */
+  resyncMs?: number;
+  /** How long a deleted version keeps its instances after it leaves the routing table. */
+  drainMs?: number;
+  /** Inject drivers (tests); by default docker is created on first need. */
+  drivers?: Partial<Record<RuntimeKind, RuntimeDriver>>;
+}
+
+interface InstanceHealth {
+  ready: boolean;
+  lastProbe: number;
+  detail: string;
+}
+
+interface Snapshot {
+  desired: Map<string, AppVersion>;
+  errors: ResourceError[];
+  instances: Map<string, Instance[]>;
+  endpoints: Map<string, Endpoint[]>;
+}
+
+const TERMINAL: ReadonlySet<Phase> = new Set(['RolledBack', 'Failed']);
+
+export class LocalController implements ControllerApi {
+  readonly control: ControlServer;
+  readonly state: StateStore;
+  readonly appliedDir: string;
+  #opts: Required<Omit<LocalControllerOptions, 'drivers' | 'controllerId'>> & { controllerId: string };
+  #log: Logger;
+  #metrics: MoltMetrics;
+  #source: FileSource;
+  #drivers: Partial<Record<RuntimeKind, RuntimeDriver>>;
+  #health = new Map<string, InstanceHealth>();
+  #share = new Map<string, { share: number; requests: number; errors: number }>();
+  /** name -> epoch ms when it left the table because its resource was deleted. */
+  #draining = new Map<string, number>();
+  #revision = 0;
+  #snapshot: Snapshot = { desired: new Map(), errors: [], instances: new Map(), endpoints: new Map() };
+  #dirty = false;
+  #running: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #stopped = false;
+  #consecutiveErrors = 0;
+
+  constructor(opts: LocalControllerOptions) {
+    this.#opts = {
+      resyncMs: 1000,
+      drainMs: 5000,
+      controllerId: opts.controllerId ?? 'molt',
+      ...opts,
+    } as LocalController['#opts'];
+    this.#log = opts.log;
+    this.#metrics = opts.metrics;
+    this.state = new StateStore(opts.stateDir);
+    this.appliedDir = path.join(opts.stateDir, 'applied');
+    fs.mkdirSync(this.appliedDir, { recursive: true });
+    this.#source = new FileSource({ dirs: [...opts.dirs, this.appliedDir], log: opts.log });
+    this.#drivers = { ...opts.drivers };
+    this.#drivers.process ??= new ProcessDriver({ stateDir: opts.stateDir, controllerId: this.#opts.controllerId, log: opts.log });
+    this.#drivers.servers ??= new ServersDriver();
+    this.control = new ControlServer({ socketPath: opts.controlSocket, log: opts.log });
+    this.control.on('failure', (m) => this.#onFailure(m));
+    this.control.on('stats', (m) => this.#onStats(m));
+    this.control.on('connected', () => { this.#metrics.setSidecarConnected(true); this.requestReconcile(); });
+    this.control.on('disconnected', () => this.#metrics.setSidecarConnected(this.control.connected));
+  }
+
+  async start(): Promise<void> {
+    await this.control.start();
+    await this.#source.watch(() => this.requestReconcile());
+    await this.reconcileNow();
+    const tick = () => {
+      if (this.#stopped) return;
+      this.requestReconcile();
+      this.#timer = setTimeout(tick, this.#opts.resyncMs);
+      this.#timer.unref();
+    };
+    this.#timer = setTimeout(tick, this.#opts.resyncMs);
+    this.#timer.unref();
+  }
+
+  /** Stop reconciling. Instances keep running (a restarted controller adopts them). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#source.close();
+    await this.#running;
+    await this.control.close();
+  }
+
+  /** Stop every process-runtime instance (they belong to this `molt up` session). */
+  async stopProcesses(graceMs = 5000): Promise<void> {
+    const driver = this.#drivers.process;
+    if (!driver) return;
+    const list = await driver.list();
+    await Promise.all(list.map((i) => driver.remove(i, { graceMs })));
+  }
+
+  requestReconcile(): void {
+    this.#dirty = true;
+    if (!this.#running && !this.#stopped) this.#running = this.#loop();
+  }
+
+  /** Run a reconcile now (or wait for the one in flight plus a follow-up). */
+  async reconcileNow(): Promise<void> {
+    this.requestReconcile();
+    while (this.#running) await this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    try {
+      while (this.#dirty && !this.#stopped) {
+        this.#dirty = false;
+        const t0 = process.hrtime.bigint();
+        try {
+          await this.#reconcile();
+          this.#metrics.reconcile('success', Number(process.hrtime.bigint() - t0) / 1e9);
+          this.#consecutiveErrors = 0;
+        } catch (err) {
+          this.#consecutiveErrors++;
+          this.#metrics.reconcile('error', Number(process.hrtime.bigint() - t0) / 1e9);
+          this.#log.error({ err }, 'reconcile failed; retrying');
+          // Back off so a persistent error does not spin; the resync timer also retries.
+          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** this.#consecutiveErrors, 5000)));
+          this.#dirty = true;
+        }
+      }
+    } finally {
+      this.#running = null;
+    }
+  }
+
+  // ---------------------------------------------------------------- reconcile
+
+  async #reconcile(): Promise<void> {
+    const now = Date.now();
+    const { resources: desired, errors } = await this.#source.read();
+
+    // Records: a new or changed spec starts a fresh rollout; a rollback of the same spec is durable.
+    for (const av of desired.values()) {
+      const rec = this.state.get(av.metadata.name);
+      if (!rec || rec.specHash !== av.specHash) {
+        if (rec) this.#log.info({ name: av.metadata.name }, 'AppVersion spec changed; starting a new rollout');
+        else this.#log.info({ name: av.metadata.name, app: av.spec.app, version: av.spec.version, mode: av.spec.transition.mode }, 'AppVersion added');
+        this.#draining.delete(av.metadata.name);
+        this.state.set(newRecord(av, rec, now));
+      }
+    }
+
+    const instances = await this.#observe(desired);
+    await this.#converge(desired, instances, now);
+
+    // Readiness: probe running instances of versions that may serve.
+    const endpoints = new Map<string, Endpoint[]>();
+    await Promise.all([...desired.values()].map(async (av) => {
+      const rec = this.state.get(av.metadata.name)!;
+      if (TERMINAL.has(rec.phase)) return;
+      const ready = await this.#readyEndpoints(av, instances.get(av.metadata.name) ?? [], now);
+      endpoints.set(av.metadata.name, ready);
+    }));
+
+    // Phases before the table: Failed when never ready in time; Starting/Ready.
+    for (const av of desired.values()) {
+      const rec = this.state.get(av.metadata.name)!;
+      if (TERMINAL.has(rec.phase)) continue;
+      const ready = endpoints.get(av.metadata.name) ?? [];
+      if (ready.length === 0 && !rec.timestamps.ready) {
+        const started = Date.parse(rec.timestamps.created);
+        if (now - started > av.spec.healthCheck.startupTimeoutMs) {
+          this.#transition(rec, 'Failed', 'NotReady', `no instance became ready within ${av.spec.healthCheck.startupTimeoutMs / 1000}s`, now);
+          this.#metrics.rollback(av.spec.app, 'unready');
+          continue;
+        }
+        const has = (instances.get(av.metadata.name) ?? []).some((i) => i.running);
+        this.#transition(rec, has ? 'Starting' : 'Pending', has ? 'WaitingForReady' : 'Creating', has ? 'waiting for an instance to pass its health check' : 'creating instances', now);
+      } else if (ready.length > 0 && !rec.timestamps.ready) {
+        rec.timestamps.ready = new Date(now).toISOString();
+        this.#log.info({ name: rec.name, app: rec.app, version: rec.version, endpoints: ready }, 'version ready');
+      }
+    }
+
+    // Deleted resources: drain (out of the table, instances alive for drainMs), then stop.
+    for (const rec of this.state.all()) {
+      if (desired.has(rec.name)) continue;
+      if (!this.#draining.has(rec.name)) {
+        this.#draining.set(rec.name, now);
+        this.#log.info({ name: rec.name, app: rec.app, version: rec.version }, 'AppVersion deleted; draining');
+      }
+    }
+
+    const table = this.#buildTable(desired, endpoints, now);
+    if (!sameRoutes(this.control.table, table)) {
+      this.control.push(table);
+      this.#log.info({ revision: table.revision, apps: table.apps.map((a) => ({ app: a.name, versions: a.versions.map((v) => `${v.version}:${v.state}`) })) }, 'routing table pushed');
+    }
+
+    this.#updateServingPhases(desired, table, now);
+    await this.#finishDrains(instances, now);
+
+    this.#snapshot = { desired, errors, instances, endpoints };
+    this.#metrics.setPhases(this.#phaseCounts(desired));
+    this.state.flush();
+  }
+
+  /** Actual state, fresh: every driver's instances grouped by AppVersion name. */
+  async #observe(desired: Map<string, AppVersion>): Promise<Map<string, Instance[]>> {
+    const needDocker = [...desired.values()].some((av) => av.spec.runtime.kind === 'docker');
+    if (needDocker && !this.#drivers.docker) {
+      this.#drivers.docker = new DockerDriver({ controllerId: this.#opts.controllerId, log: this.#log });
+    }
+    (this.#drivers.servers as ServersDriver).setResources([...desired.values()]);
+    const out = new Map<string, Instance[]>();
+    for (const driver of Object.values(this.#drivers)) {
+      if (!driver) continue;
+      let list: Instance[];
+      try {
+        list = await driver.list();
+      } catch (err) {
+        if (driver.kind === 'docker' && !needDocker) continue; // no docker resources: an absent daemon is fine
+        throw err;
+      }
+      for (const inst of list) {
+        let arr = out.get(inst.versionName);
+        if (!arr) out.set(inst.versionName, (arr = []));
+        arr.push(inst);
+      }
+    }
+    return out;
+  }
+
+  /** Create what is missing, remove what is stale, handle crashes. */
+  async #converge(desired: Map<string, AppVersion>, instances: Map<string, Instance[]>, now: number): Promise<void> {
+    // Orphans: instances of names that are neither desired nor draining (e.g. left by a crash).
+    for (const [name, list] of instances) {
+      if (desired.has(name) || this.#draining.has(name) || this.state.get(name)) continue;
+      for (const inst of list) await this.#remove(inst, 'orphan');
+      instances.delete(name);
+    }
+
+    const tableNewest = this.#newestServingByApp();
+    for (const av of desired.values()) {
+      const name = av.metadata.name;
+      const rec = this.state.get(name)!;
+      const driver = this.#driverFor(av);
+      let list = instances.get(name) ?? [];
+
+      // Instances of an older spec of this name.
+      for (const inst of list.filter((i) => i.specHash !== av.specHash)) await this.#remove(inst, 'spec changed');
+      list = list.filter((i) => i.specHash === av.specHash);
+
+      if (TERMINAL.has(rec.phase)) {
+        if (!av.spec.keepFailed) for (const inst of list.filter((i) => i.running || av.spec.runtime.kind !== 'servers')) await this.#remove(inst, rec.phase);
+        instances.set(name, av.spec.keepFailed ? list : []);
+        continue;
+      }
+
+      // Crashed instances.
+      for (const inst of list.filter((i) => !i.running)) {
+        const wasReady = this.#health.get(inst.id)?.ready === true || Boolean(rec.timestamps.ready);
+        const isNewest = tableNewest.get(av.spec.app)?.name === name && tableNewest.get(av.spec.app)!.hasPrevious;
+        const code = inst.exitCode !== undefined ? ` with code ${inst.exitCode}` : '';
+        if (isNewest) {
+          this.#rollBack(rec, 'Crashed', `instance ${inst.index} exited${code}`, 'crash', now);
+        } else if (!wasReady) {
+          this.#transition(rec, 'Failed', 'Crashed', `instance ${inst.index} exited${code} before becoming ready`, now);
+          this.#metrics.rollback(av.spec.app, 'crash');
+        } else {
+          this.#log.warn({ name, index: inst.index, exitCode: inst.exitCode }, 'instance exited; restarting it');
+        }
+        await this.#remove(inst, 'exited');
+      }
+      list = list.filter((i) => i.running);
+      if (TERMINAL.has(rec.phase)) {
+        if (!av.spec.keepFailed) for (const inst of list) await this.#remove(inst, rec.phase);
+        instances.set(name, av.spec.keepFailed ? list : []);
+        continue;
+      }
+
+      // Missing replicas.
+      const replicas = replicasOf(av);
+      const have = new Set(list.map((i) => i.index));
+      for (const inst of list.filter((i) => i.index >= replicas)) await this.#remove(inst, 'scaled down');
+      list = list.filter((i) => i.index < replicas);
+      for (let index = 0; index < replicas; index++) {
+        if (have.has(index)) continue;
+        try {
+          const inst = await driver.create(av, index);
+          this.#log.info({ name, index, id: inst.id, endpoint: inst.endpoint }, 'instance created');
+          list.push(inst);
+        } catch (err) {
+          const msg = err instanceof MoltError ? err.message : String((err as Error).message ?? err);
+          this.#transition(rec, 'Failed', 'CreateFailed', msg, now);
+          this.#metrics.rollback(av.spec.app, 'unready');
+          for (const inst of list) await this.#remove(inst, 'create failed');
+          list = [];
+          break;
+        }
+      }
+      instances.set(name, list);
+    }
+  }
+
+  async #readyEndpoints(av: AppVersion, list: Instance[], now: number): Promise<Endpoint[]> {
+    const hc = av.spec.healthCheck;
+    const ready: Endpoint[] = [];
+    await Promise.all(list.map(async (inst) => {
+      if (!inst.running || !inst.endpoint) return;
+      let h = this.#health.get(inst.id);
+      if (!h) this.#health.set(inst.id, (h = { ready: false, lastProbe: 0, detail: '' }));
+      // Once ready, an instance stays ready until it exits: traffic failures are the sidecar's call.
+      if (!h.ready && now - h.lastProbe >= Math.min(hc.intervalMs, this.#opts.resyncMs)) {
+        h.lastProbe = now;
+        const r = await probe(inst.endpoint, hc).catch((err: Error) => ({ ok: false, detail: err.message }));
+        h.ready = r.ok;
+        h.detail = r.detail;
+      }
+      if (h.ready) ready.push(inst.endpoint);
+    }));
+    return ready;
+  }
+
+  #buildTable(desired: Map<string, AppVersion>, endpoints: Map<string, Endpoint[]>, now: number): RoutingTable {
+    const versions: VersionRouting[] = [];
+    for (const av of desired.values()) {
+      const rec = this.state.get(av.metadata.name)!;
+      if (TERMINAL.has(rec.phase)) continue;
+      const eps = endpoints.get(av.metadata.name) ?? [];
+      if (eps.length === 0) continue;
+      if (!rec.servingSince) rec.servingSince = now;
+      versions.push({ av, endpoints: eps, state: 'serving', epoch: rec.epoch, servingSince: rec.servingSince, promoted: rec.promoted });
+    }
+    const candidate = buildRoutingTable(0, versions);
+    if (this.control.table && sameRoutes(this.control.table, candidate)) return this.control.table;
+    this.#revision = Math.max(this.#revision + 1, now);
+    return { ...candidate, revision: this.#revision };
+  }
+
+  #updateServingPhases(desired: Map<string, AppVersion>, table: RoutingTable, now: number): void {
+    for (const app of table.apps) {
+      app.versions.forEach((v, i) => {
+        const rec = this.state.get(v.id);
+        const av = desired.get(v.id);
+        if (!rec || !av || TERMINAL.has(rec.phase)) return;
+        const share = this.#share.get(v.id)?.share ?? (i === 0 ? 1 : 0);
+        if (i === 0 && (rec.promoted || v.transition.mode === 'INSTANT' || app.versions.length === 1 || share >= 1)) {
+          if (rec.phase !== 'Promoted') this.#log.info({ name: v.id, app: app.name, version: v.version }, 'version promoted: it takes all new traffic');
+          this.#transition(rec, 'Promoted', 'TransitionComplete', 'all new traffic goes to this version', now);
+        } else if (share > 0 || i === 0) {
+          if (rec.phase !== 'Serving') this.#log.info({ name: v.id, app: app.name, version: v.version, share }, 'version serving');
+          this.#transition(rec, 'Serving', i === 0 ? 'Transitioning' : 'Draining', `${Math.round(share * 100)}% of new traffic`, now);
+        } else {
+          this.#transition(rec, 'Ready', 'Standby', 'ready; kept as the rollback target', now);
+        }
+      });
+    }
+  }
+
+  async #finishDrains(instances: Map<string, Instance[]>, now: number): Promise<void> {
+    for (const [name, since] of this.#draining) {
+      const rec = this.state.get(name);
+      if (rec && rec.phase !== 'Draining') this.#transition(rec, 'Draining', 'Deleted', 'resource deleted; draining in-flight requests', now);
+      if (now - since < this.#opts.drainMs) continue;
+      for (const inst of instances.get(name) ?? []) await this.#remove(inst, 'deleted');
+      instances.delete(name);
+      this.#draining.delete(name);
+      if (rec) this.#metrics.forgetVersion(rec.app, rec.version);
+      this.state.delete(name);
+      this.#share.delete(name);
+      this.#log.info({ name }, 'AppVersion removed');
+    }
+  }
+
+  async #remove(inst: Instance, why: string): Promise<void> {
+    const driver = this.#drivers[inst.runtime];
+    if (!driver) return;
+    this.#log.info({ name: inst.versionName, index: inst.index, id: inst.id, why }, 'removing instance');
+    this.#health.delete(inst.id);
+    try {
+      await driver.remove(inst, { graceMs: 5000 });
+    } catch (err) {
+      this.#log.warn({ err, id: inst.id }, 'could not remove instance; will retry');
+    }
+  }
+
+  #driverFor(av: AppVersion): RuntimeDriver {
+    const driver = this.#drivers[av.spec.runtime.kind];
+    if (!driver) throw new MoltError('MOLT_ERR_DOCKER', `no driver for runtime ${av.spec.runtime.kind}`);
+    return driver;
+  }
+
+  /** From the table the sidecar has now: per app, the newest version and whether it has a fallback. */
+  #newestServingByApp(): Map<string, { name: string; hasPrevious: boolean }> {
+    const out = new Map<string, { name: string; hasPrevious: boolean }>();
+    for (const app of this.control.table?.apps ?? []) {
+      const serving = app.versions.filter((v) => v.state === 'serving' && !TERMINAL.has(this.state.get(v.id)?.phase ?? 'Pending'));
+      if (serving.length) out.set(app.name, { name: serving[0].id, hasPrevious: serving.length > 1 });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  #onFailure(m: FailureMessage): void {
+    const rec = this.state.get(m.versionId);
+    if (!rec || rec.epoch !== m.epoch || TERMINAL.has(rec.phase)) return;
+    this.#rollBack(rec, 'FailurePolicy', `${m.reason} (first failure ${new Date(m.firstFailureAt).toISOString()})`, 'policy', m.rolledBackAt);
+    this.state.flush();
+    this.requestReconcile();
+  }
+
+  #onStats(m: StatsMessage): void {
+    for (const v of m.versions) this.#share.set(v.versionId, { share: v.trafficShare, requests: v.requests, errors: v.errors });
+    this.#metrics.observeStats(m);
+  }
+
+  #rollBack(rec: VersionRecord, reason: string, message: string, metricReason: 'policy' | 'manual' | 'crash', at: number): void {
+    this.#transition(rec, 'RolledBack', reason, message, at);
+    this.#metrics.rollback(rec.app, metricReason);
+    this.#log.warn({ name: rec.name, app: rec.app, version: rec.version, reason, message }, 'version rolled back');
+  }
+
+  #transition(rec: VersionRecord, phase: Phase, reason: string, message: string, at: number): void {
+    if (rec.phase === phase && rec.reason === reason && rec.message === message) return;
+    const key = phaseTimestampKey(phase);
+    if (key && rec.phase !== phase) rec.timestamps[key] = new Date(at).toISOString();
+    rec.phase = phase;
+    rec.reason = reason;
+    rec.message = message;
+  }
+
+  #phaseCounts(desired: Map<string, AppVersion>): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const rec of this.state.all()) if (desired.has(rec.name) || this.#draining.has(rec.name)) counts[rec.phase] = (counts[rec.phase] ?? 0) + 1;
+    return counts;
+  }
+
+  // ---------------------------------------------------------------- ControllerApi
+
+  status(): ControllerStatus {
+    const { desired, errors, endpoints } = this.#snapshot;
+    const apps = new Map<string, AppStatus>();
+    const avs = sortNewestFirst([...desired.values()].map((av) => ({ av })));
+    for (const { av } of avs) {
+      let app = apps.get(av.spec.app);
+      if (!app) apps.set(av.spec.app, (app = { app: av.spec.app, hosts: [], versions: [] }));
+      for (const h of av.spec.hosts) if (!app.hosts.includes(h)) app.hosts.push(h);
+      app.versions.push(this.#versionStatus(av, endpoints.get(av.metadata.name) ?? []));
+    }
+    return {
+      sidecarConnected: this.control.connected,
+      routingRevision: this.control.table?.revision ?? 0,
+      apps: [...apps.values()].sort((a, b) => a.app.localeCompare(b.app)),
+      errors,
+    };
+  }
+
+  #versionStatus(av: AppVersion, endpoints: Endpoint[]): VersionStatus {
+    const rec = this.state.get(av.metadata.name);
+    const s = this.#share.get(av.metadata.name);
+    const inTable = this.control.table?.apps.some((a) => a.versions.some((v) => v.id === av.metadata.name)) ?? false;
+    return {
+      name: av.metadata.name,
+      app: av.spec.app,
+      version: av.spec.version,
+      mode: av.spec.transition.mode,
+      phase: rec?.phase ?? 'Pending',
+      traffic: inTable ? s?.share ?? 0 : 0,
+      reason: rec?.reason ?? '',
+      message: rec?.message ?? '',
+      source: av.source,
+      endpoints,
+      timestamps: { ...(rec?.timestamps ?? {}) },
+      requests: s?.requests ?? 0,
+      errors: s?.errors ?? 0,
+    };
+  }
+
+  getResource(name: string): { resource: unknown; status: VersionStatus | undefined } | undefined {
+    const av = this.#snapshot.desired.get(name);
+    if (!av) return undefined;
+    return {
+      resource: { apiVersion: av.apiVersion, kind: av.kind, metadata: av.metadata, spec: av.spec },
+      status: this.#versionStatus(av, this.#snapshot.endpoints.get(name) ?? []),
+    };
+  }
+
+  async applyResource(raw: unknown, source = 'api'): Promise<{ created: boolean; name: string }> {
+    const av = normalizeAppVersion(raw, source); // throws MoltValidationErrors on bad input
+    const name = av.metadata.name;
+    const file = path.join(this.appliedDir, `${name}.yaml`);
+    const existing = (await this.#source.read()).resources.get(name);
+    if (existing && path.dirname(existing.source) !== this.appliedDir) {
+      throw new MoltError('MOLT_ERR_CONFLICT', `AppVersion "${name}" is defined by the file ${existing.source}; edit that file instead`, { path: 'metadata.name' });
+    }
+    const created = !fs.existsSync(file);
+    const tmp = path.join(this.appliedDir, `.${name}.yaml.tmp`);
+    fs.writeFileSync(tmp, `# applied through the molt admin API (${source}); delete with DELETE /appversions/${name}\n` + YAML.stringify(raw));
+    fs.renameSync(tmp, file);
+    this.#log.info({ name, source, created }, 'AppVersion applied through the API');
+    await this.reconcileNow();
+    return { created, name };
+  }
+
+  async deleteResource(name: string): Promise<void> {
+    const file = path.join(this.appliedDir, `${name}.yaml`);
+    if (fs.existsSync(file)) {
+      fs.unlinkSync(file);
+      await this.reconcileNow();
+      return;
+    }
+    const existing = (await this.#source.read()).resources.get(name);
+    if (existing) throw new MoltError('MOLT_ERR_CONFLICT', `AppVersion "${name}" is defined by the file ${existing.source}; delete that file instead`);
+    throw new MoltError('MOLT_ERR_NOT_FOUND', `no AppVersion named "${name}"`);
+  }
+
+  async promote(app: string, version?: string): Promise<VersionStatus> {
+    await this.reconcileNow();
+    const avs = this.#appVersions(app);
+    let target: AppVersion | undefined;
+    if (version) {
+      target = avs.find((av) => av.spec.version === version || av.metadata.name === version);
+      if (!target) throw new MoltError('MOLT_ERR_NOT_FOUND', `app "${app}" has no version "${version}"`);
+    } else {
+      target = avs.find((av) => !TERMINAL.has(this.state.get(av.metadata.name)?.phase ?? 'Pending'));
+      if (!target) throw new MoltError('MOLT_ERR_CONFLICT', `app "${app}" has no version that can be promoted`);
+    }
+    const rec = this.state.get(target.metadata.name)!;
+    if (TERMINAL.has(rec.phase)) {
+      // Re-admit: a fresh epoch so the sidecar forgets its earlier failure of this version.
+      rec.epoch++;
+      rec.timestamps = { created: new Date().toISOString() };
+      rec.servingSince = 0;
+      this.#transition(rec, 'Pending', 'Readmitted', 'promoted again by the user', Date.now());
+    }
+    // Promoting one version un-promotes the others of the app.
+    for (const av of avs) {
+      const r = this.state.get(av.metadata.name);
+      if (r) r.promoted = av === target;
+    }
+    this.#log.info({ app, name: rec.name, version: rec.version }, 'promoted by the user');
+    this.state.flush();
+    await this.reconcileNow();
+    return this.#versionStatus(target, this.#snapshot.endpoints.get(target.metadata.name) ?? []);
+  }
+
+  async rollback(app: string): Promise<VersionStatus> {
+    await this.reconcileNow();
+    const avs = this.#appVersions(app);
+    if (avs.length === 0) throw new MoltError('MOLT_ERR_NOT_FOUND', `no app named "${app}"`);
+    const live = avs.filter((av) => !TERMINAL.has(this.state.get(av.metadata.name)?.phase ?? 'Pending'));
+    if (live.length < 2) throw new MoltError('MOLT_ERR_CONFLICT', `app "${app}" has no previous version to roll back to`);
+    const rec = this.state.get(live[0].metadata.name)!;
+    this.#rollBack(rec, 'Manual', 'rolled back by the user', 'manual', Date.now());
+    rec.promoted = false;
+    this.state.flush();
+    await this.reconcileNow();
+    return this.#versionStatus(live[0], []);
+  }
+
+  #appVersions(app: string): AppVersion[] {
+    const list = [...this.#snapshot.desired.values()].filter((av) => av.spec.app === app).map((av) => ({ av }));
+    return sortNewestFirst(list).map((x) => x.av);
+  }
+}
+
+function replicasOf(av: AppVersion): number {
+  const r = av.spec.runtime;
+  if (r.kind === 'docker') return r.docker.replicas;
+  if (r.kind === 'process') return r.process.replicas;
+  return r.servers.length;
+}
+
+function newRecord(av: AppVersion, prior: VersionRecord | undefined, now: number): VersionRecord {
+  return {
+    name: av.metadata.name,
+    app: av.spec.app,
+    version: av.spec.version,
+    specHash: av.specHash,
+    phase: 'Pending',
+    reason: 'Created',
+    message: 'creating instances',
+    epoch: (prior?.epoch ?? 0) + (prior ? 1 : 0),
+    promoted: false,
+    servingSince: 0,
+    timestamps: { created: new Date(now).toISOString() },
+  };
+}
+
+function phaseTimestampKey(phase: Phase): string | null {
+  switch (phase) {
+    case 'Serving': return 'serving';
+    case 'Promoted': return 'promoted';
+    case 'RolledBack': return 'rolledBack';
+    case 'Failed': return 'failed';
+    case 'Draining': return 'draining';
+    default: return null;
+  }
+}

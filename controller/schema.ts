@@ -1,0 +1,276 @@
+// JSON Schema of the raw AppVersion resource (molt.dev/v1alpha1), written so that it is also a
+// *structural* Kubernetes openAPIV3Schema: every node has a `type` (or x-kubernetes-int-or-string),
+// no $ref, no additionalProperties beside properties, oneOf only over `required`.
+//
+// Kubernetes prunes unknown fields; locally we reject them. `localSchema()` derives the stricter
+// schema the loader compiles with Ajv (additionalProperties: false everywhere, int-or-string as
+// a type union, liberal scalars where users expect them). Semantic checks that JSON Schema can't
+// say well (durations, quantities, one runtime, step order) live in controller/load.ts.
+
+import { DURATION_PATTERN, QUANTITY_PATTERN } from './duration.js';
+
+export type SchemaNode = { [key: string]: unknown };
+
+export const NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+export const VERSION_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._+-]*$';
+export const HOST_PATTERN = '^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$';
+export const COOKIE_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+export const TRANSITION_MODES = ['INSTANT', 'SESSION', 'GRADUAL', 'CONCURRENT'] as const;
+
+const str = (description: string, extra: SchemaNode = {}): SchemaNode => ({ type: 'string', description, ...extra });
+const bool = (description: string): SchemaNode => ({ type: 'boolean', description });
+const int = (description: string, minimum?: number, maximum?: number): SchemaNode => ({
+  type: 'integer',
+  description,
+  ...(minimum === undefined ? {} : { minimum }),
+  ...(maximum === undefined ? {} : { maximum }),
+});
+const port = (description: string): SchemaNode => int(description, 1, 65535);
+const strings = (description: string, items: SchemaNode = {}): SchemaNode => ({
+  type: 'array',
+  description,
+  items: { type: 'string', ...items },
+});
+const duration = (description: string): SchemaNode => ({
+  'x-kubernetes-int-or-string': true,
+  description: `${description} A duration: "500ms", "60s", "5m", "1h30m", or a whole number of seconds.`,
+  pattern: DURATION_PATTERN,
+});
+const quantity = (description: string): SchemaNode => ({
+  'x-kubernetes-int-or-string': true,
+  description: `${description} Bytes, or a quantity such as "512Ki", "256Mi", "1Gi".`,
+  pattern: QUANTITY_PATTERN,
+});
+const envMap = (description: string): SchemaNode => ({
+  type: 'object',
+  description,
+  additionalProperties: { type: 'string' },
+});
+const object = (description: string, properties: Record<string, SchemaNode>, required?: string[]): SchemaNode => ({
+  type: 'object',
+  description,
+  ...(required ? { required } : {}),
+  properties,
+});
+
+const transition = object('How new traffic moves to this version. Default: INSTANT.', {
+  mode: str('INSTANT: all new requests at once. SESSION: new sessions only. GRADUAL: a growing share. CONCURRENT: both versions answer, the first good answer wins.', {
+    enum: [...TRANSITION_MODES],
+  }),
+  sessionTimeout: duration('Idle time after which a client\u2019s version cookie expires. Default 1h.'),
+  percentagePerRequest: {
+    type: 'number',
+    description: 'GRADUAL (thesis semantics): the new version\u2019s share rises by this many percentage points per routed request.',
+    minimum: 0,
+    exclusiveMinimum: true,
+    maximum: 100,
+  },
+  steps: {
+    type: 'array',
+    description: 'GRADUAL (time-based): weights strictly increasing up to 100, each held for `pause` (absent on the last step: hold until promoted).',
+    minItems: 1,
+    items: object('One step of the schedule.', {
+      weight: { type: 'number', description: 'Percentage of new traffic, 0-100.', minimum: 0, maximum: 100 },
+      pause: duration('How long to hold this weight.'),
+    }, ['weight']),
+  },
+  duplicateUnsafeMethods: bool('CONCURRENT: also duplicate POST/PUT/PATCH/DELETE. Default false.'),
+  maxDuplicateBodySize: quantity('CONCURRENT: request bodies up to this size are duplicated. Default 1Mi.'),
+});
+
+const failurePolicy = object('When the sidecar rolls this version back.', {
+  consecutiveFailures: int('Roll back after this many consecutive failed requests. Default 1.', 1),
+  errorRate: { type: 'number', description: 'Roll back when the error ratio over `window` reaches this (0-1). Default 0.5.', minimum: 0, exclusiveMinimum: true, maximum: 1 },
+  window: duration('Window for errorRate. Default 10s.'),
+  minRequests: int('Requests needed in the window before errorRate applies. Default 20.', 1),
+  failureStatusCodes: {
+    type: 'array',
+    description: 'Upstream status codes that count as failures. Default 500-599 except 501.',
+    items: { type: 'integer', minimum: 100, maximum: 599 },
+  },
+  connectTimeout: duration('Connecting to the version longer than this is a failure. Default 2s.'),
+  responseTimeout: duration('A response head slower than this is a failure. Default 30s.'),
+});
+
+const healthCheck = object('Readiness check run before the version gets traffic.', {
+  path: str('HTTP path to GET (2xx/3xx = healthy). Absent: a TCP connect check.', { pattern: '^/' }),
+  interval: duration('Time between checks. Default 1s.'),
+  timeout: duration('Per-check timeout. Default 1s.'),
+  startupTimeout: duration('Not ready after this long: the version is Failed. Default 60s.'),
+});
+
+const servers = {
+  type: 'array',
+  description: 'Runtime: already-running servers molt routes to.',
+  minItems: 1,
+  items: object('A server.', { host: str('Host name or IP address.', { minLength: 1 }), port: port('TCP port.') }, ['host', 'port']),
+};
+
+const processRuntime = object('Runtime: molt starts this command (with PORT set) and restarts it if it dies.', {
+  command: str('Executable.', { minLength: 1 }),
+  args: strings('Arguments.'),
+  env: envMap('Environment variables.'),
+  workingDir: str('Working directory, relative to the resource file.'),
+  replicas: int('Processes to run. Default 1.', 1, 64),
+}, ['command']);
+
+const dockerRuntime = object('Runtime: molt runs this Docker image.', {
+  image: str('Image name, e.g. "shop" or "registry.example.com/team/shop".', { minLength: 1 }),
+  tag: str('Image tag. Default "latest".', { pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$' }),
+  containerPort: port('Port the service listens on inside the container.'),
+  replicas: int('Containers to run. Default 1.', 1, 64),
+  name: str('Container name (default: generated).', { pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }),
+  workingDir: str('Working directory inside the container.'),
+  entrypoint: strings('Overrides the image ENTRYPOINT.'),
+  cmd: strings('Overrides the image CMD.'),
+  env: envMap('Environment variables.'),
+  hostname: str('Container host name.'),
+  volumes: strings('Anonymous volumes (container paths).'),
+  binds: strings('Bind mounts "host:container[:ro|rw]".', { pattern: '^[^:]+:[^:]+(:(ro|rw))?$' }),
+  volumesFrom: strings('Mount all volumes of other containers: "container[:ro|rw]".', { pattern: '^[^:]+(:(ro|rw))?$' }),
+  portBindings: {
+    type: 'array',
+    description: 'Extra published ports, always bound to 127.0.0.1.',
+    items: object('A published port.', {
+      containerPort: port('Port inside the container.'),
+      hostPort: port('Port on the host.'),
+      protocol: str('tcp (default) or udp.', { enum: ['tcp', 'udp'] }),
+    }, ['containerPort', 'hostPort']),
+  },
+  links: strings('Links to other containers: "container[:alias]".', { pattern: '^[^:]+(:[^:]+)?$' }),
+  user: str('User (and group) to run as: "uid[:gid]" or a name.'),
+  memory: quantity('Memory limit.'),
+  cpuShares: int('CPU shares (relative weight).', 2),
+  privileged: bool('Give extended privileges to the container.'),
+  checkForNewImages: bool('Re-resolve the tag; a new image digest yields a new (derived) version.'),
+  imagePollInterval: duration('Time between image checks when checkForNewImages is on. Default 30s.'),
+}, ['image', 'containerPort']);
+
+const spec = {
+  ...object('The desired version of an app.', {
+    app: str('Application name; versions of one app share hosts and take over from each other.', { pattern: NAME_PATTERN, maxLength: 63 }),
+    version: str('Version label, e.g. "2.0.0" (quote it in YAML). Ordered semver-aware.', { pattern: VERSION_PATTERN, maxLength: 128 }),
+    hosts: strings('Host header values (no port) that select this app.', { pattern: HOST_PATTERN, maxLength: 253 }),
+    default: bool('This app takes requests whose Host matches no other app.'),
+    transition,
+    failurePolicy,
+    healthCheck,
+    keepFailed: bool('Keep a rolled-back version running for inspection.'),
+    cookies: object('Cookie names.', {
+      version: str('Default molt-version-<app>.', { pattern: COOKIE_NAME_PATTERN }),
+      bucket: str('Default molt-bucket-<app>.', { pattern: COOKIE_NAME_PATTERN }),
+    }),
+    servers,
+    process: processRuntime,
+    docker: dockerRuntime,
+  }, ['app', 'version']),
+  oneOf: [{ required: ['servers'] }, { required: ['process'] }, { required: ['docker'] }],
+};
+
+/** Raw resource (without status). */
+export const appVersionSchema: SchemaNode = object('AppVersion: one version of an HTTP service, and how to upgrade to it.', {
+  apiVersion: str('molt.dev/v1alpha1', { enum: ['molt.dev/v1alpha1'] }),
+  kind: str('AppVersion', { enum: ['AppVersion'] }),
+  metadata: { type: 'object' },
+  spec,
+}, ['apiVersion', 'kind', 'metadata', 'spec']);
+
+/** The status subresource, written by the controller. */
+export const statusSchema: SchemaNode = object('Observed state, written by the controller.', {
+  phase: str('Pending, Starting, Ready, Serving, Promoted, RolledBack, Failed or Draining.'),
+  traffic: {
+    'x-kubernetes-preserve-unknown-fields': true,
+    description: 'Share of new traffic this version receives now (a number 0-1 or a string such as "37%").',
+  },
+  reason: str('CamelCase reason for the phase.'),
+  message: str('Human-readable detail.'),
+  observedGeneration: int('metadata.generation the status describes.'),
+  conditions: {
+    type: 'array',
+    'x-kubernetes-list-type': 'map',
+    'x-kubernetes-list-map-keys': ['type'],
+    items: object('A condition.', {
+      type: str('Condition type, e.g. Ready.'),
+      status: str('True, False or Unknown.', { enum: ['True', 'False', 'Unknown'] }),
+      reason: str('CamelCase reason.'),
+      message: str('Human-readable detail.'),
+      lastTransitionTime: str('When status last changed.', { format: 'date-time' }),
+      observedGeneration: int('metadata.generation the condition describes.'),
+    }, ['type', 'status']),
+  },
+  timestamps: {
+    type: 'object',
+    description: 'ISO times of phase changes: created, ready, serving, promoted, rolledBack, failed.',
+    additionalProperties: { type: 'string' },
+  },
+});
+
+// ---- local (strict) schema ----
+
+/** Fields Kubernetes puts in ObjectMeta; a file may carry them (e.g. from `kubectl get -o yaml`). */
+const OBJECT_META_FIELDS = [
+  'name', 'namespace', 'labels', 'annotations', 'uid', 'generation', 'resourceVersion', 'creationTimestamp',
+  'deletionTimestamp', 'deletionGracePeriodSeconds', 'generateName', 'selfLink', 'finalizers', 'ownerReferences',
+  'managedFields',
+];
+const LOOSE: SchemaNode = {};
+const localMetadata: SchemaNode = {
+  type: 'object',
+  required: ['name'],
+  additionalProperties: false,
+  properties: {
+    ...Object.fromEntries(OBJECT_META_FIELDS.map((f) => [f, LOOSE])),
+    name: { type: 'string', pattern: NAME_PATTERN, maxLength: 63 },
+    namespace: { type: 'string' },
+    labels: { type: 'object', additionalProperties: { type: 'string' } },
+    annotations: { type: 'object', additionalProperties: { type: 'string' } },
+    generation: { type: 'integer' },
+    uid: { type: 'string' },
+  },
+};
+
+/** env values and argument lists accept numbers and booleans locally (stringified on load). */
+const SCALAR: SchemaNode = { type: ['string', 'number', 'boolean'] };
+
+function strict(node: SchemaNode): SchemaNode {
+  const out: SchemaNode = {};
+  for (const [k, v] of Object.entries(node)) {
+    if (k.startsWith('x-kubernetes-') || k === 'description' || k === 'oneOf') continue;
+    if (k === 'properties') {
+      out.properties = Object.fromEntries(
+        Object.entries(v as Record<string, SchemaNode>).map(([name, child]) => [name, strict(child)]),
+      );
+      out.additionalProperties = false;
+    } else if (k === 'items' || k === 'additionalProperties') {
+      out[k] = typeof v === 'object' ? strict(v as SchemaNode) : v;
+    } else {
+      out[k] = v;
+    }
+  }
+  if (node['x-kubernetes-int-or-string']) {
+    // Checked (with better messages) by parseDuration / parseQuantity.
+    out.type = ['integer', 'string'];
+    delete out.pattern;
+  }
+  if (node.exclusiveMinimum === true) {
+    // OpenAPI v3.0 (Kubernetes) spells it as a flag beside minimum; JSON Schema as a number.
+    out.exclusiveMinimum = node.minimum;
+    delete out.minimum;
+  }
+  return out;
+}
+
+/** The schema the loader compiles: unknown fields are errors; `status` is accepted and ignored. */
+export function localSchema(): SchemaNode {
+  const root = strict(appVersionSchema);
+  const props = root.properties as Record<string, SchemaNode>;
+  props.metadata = localMetadata;
+  props.status = {};
+  const specProps = props.spec!.properties as Record<string, SchemaNode>;
+  for (const k of ['process', 'docker'] as const) {
+    const rt = specProps[k]!.properties as Record<string, SchemaNode>;
+    rt.env = { type: 'object', additionalProperties: SCALAR };
+    for (const list of ['args', 'entrypoint', 'cmd']) if (rt[list]) rt[list] = { type: 'array', items: SCALAR };
+  }
+  return root;
+}

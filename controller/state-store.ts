@@ -1,0 +1,83 @@
+// Durable per-AppVersion status under the state dir. The one thing that must survive a restart
+// is a rollback: a restarted controller must never route to a rolled-back version again.
+// Writes are atomic (tmp + rename) and skipped when nothing changed.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Phase } from './appversion.js';
+
+export interface VersionRecord {
+  name: string;
+  app: string;
+  version: string;
+  /** The spec this record describes; a changed spec starts a fresh rollout (new record). */
+  specHash: string;
+  phase: Phase;
+  reason: string;
+  message: string;
+  /** Bumped when a rolled-back version is re-admitted by `molt promote APP VERSION`. */
+  epoch: number;
+  promoted: boolean;
+  /** Epoch ms it first got traffic (0 = never). */
+  servingSince: number;
+  /** ISO timestamps keyed by event: created, ready, serving, promoted, rolledBack, failed. */
+  timestamps: Record<string, string>;
+}
+
+interface StateFile {
+  versions: Record<string, VersionRecord>;
+}
+
+export class StateStore {
+  readonly file: string;
+  #versions = new Map<string, VersionRecord>();
+  #lastWritten = '';
+
+  constructor(stateDir: string) {
+    fs.mkdirSync(stateDir, { recursive: true });
+    this.file = path.join(stateDir, 'status.json');
+    try {
+      const parsed = JSON.parse(fs.readFileSync(this.file, 'utf8')) as StateFile;
+      for (const [name, rec] of Object.entries(parsed.versions ?? {})) this.#versions.set(name, rec);
+      this.#lastWritten = this.#serialize();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        // A corrupt state file must not stop molt from serving; keep it aside for inspection.
+        fs.renameSync(this.file, `${this.file}.corrupt-${Date.now()}`);
+      }
+    }
+  }
+
+  get(name: string): VersionRecord | undefined {
+    return this.#versions.get(name);
+  }
+
+  all(): VersionRecord[] {
+    return [...this.#versions.values()];
+  }
+
+  set(rec: VersionRecord): void {
+    this.#versions.set(rec.name, rec);
+  }
+
+  delete(name: string): void {
+    this.#versions.delete(name);
+  }
+
+  /** Persist if anything changed since the last write. Returns true when written. */
+  flush(): boolean {
+    const text = this.#serialize();
+    if (text === this.#lastWritten) return false;
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, this.file);
+    this.#lastWritten = text;
+    return true;
+  }
+
+  #serialize(): string {
+    const versions: Record<string, VersionRecord> = {};
+    for (const name of [...this.#versions.keys()].sort()) versions[name] = this.#versions.get(name)!;
+    return JSON.stringify({ versions }, null, 2) + '\n';
+  }
+}

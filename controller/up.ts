@@ -1,0 +1,143 @@
+// `molt up`: the controller, its admin API and a supervised sidecar, in one command.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { createAdminServer, checkAdminBind } from './admin-api.js';
+import { parseArgs, parseHostPort } from './args.js';
+import { LocalController } from './controller.js';
+import { createLogger } from './logger.js';
+import { MoltMetrics } from './metrics.js';
+import { SidecarSupervisor } from './supervisor.js';
+import { loadThesisConfigFile } from './thesis.js';
+
+export const UP_HELP = `Usage: molt up [flags]
+
+Runs the controller, starts the sidecar proxy as a separate process (restarted if it dies)
+and serves the admin API. Ctrl-C drains in-flight requests and stops both.
+
+Flags:
+  --dir DIR             folder of AppVersion YAML files to watch       (default ./versions)
+  --listen HOST:PORT    where the sidecar takes user traffic           (default 127.0.0.1:8080)
+  --admin HOST:PORT     admin REST API and /metrics                    (default 127.0.0.1:9090)
+  --admin-token TOKEN   required for mutating admin calls; mandatory when --admin is not loopback
+                        (also read from MOLT_ADMIN_TOKEN)
+  --state DIR           status, logs, control socket                   (default ./.molt)
+  --workers N           sidecar worker processes                       (default 1)
+  --log-level LEVEL     fatal|error|warn|info|debug|trace|silent       (default info)
+  --config-file FILE    a thesis-format JSON config (proxy.port, configService.port, cluster)
+  --drain DURATION_MS   how long a deleted version keeps serving in-flight requests (default 5000)
+`;
+
+export interface UpHandle {
+  controller: LocalController;
+  supervisor: SidecarSupervisor;
+  admin: Server;
+  adminAddress: AddressInfo;
+  listen: string;
+  /** Drain and stop everything (what Ctrl-C does). */
+  shutdown(): Promise<void>;
+}
+
+export async function runUp(argv: string[], opts: { sidecar: boolean; command: string } = { sidecar: true, command: 'up' }): Promise<UpHandle | undefined> {
+  const args = parseArgs(argv, {
+    values: {
+      dir: './versions', listen: undefined, admin: undefined, 'admin-token': process.env.MOLT_ADMIN_TOKEN,
+      state: './.molt', workers: '1', 'log-level': 'info', 'config-file': undefined, drain: '5000', control: undefined,
+    },
+  }, opts.command);
+  if (args.help) {
+    process.stdout.write(UP_HELP);
+    return undefined;
+  }
+  const log = createLogger(args.flags['log-level']);
+  const stateDir = path.resolve(args.flags.state!);
+  fs.mkdirSync(stateDir, { recursive: true });
+
+  let thesis: Awaited<ReturnType<typeof loadThesisConfigFile>> | undefined;
+  if (args.flags['config-file']) thesis = await loadThesisConfigFile(args.flags['config-file']);
+  const listen = args.flags.listen ?? (thesis?.proxyPort ? `127.0.0.1:${thesis.proxyPort}` : '127.0.0.1:8080');
+  const adminFlag = args.flags.admin ?? (thesis?.adminPort ? `127.0.0.1:${thesis.adminPort}` : '127.0.0.1:9090');
+  parseHostPort(listen, 'listen');
+  const admin = parseHostPort(adminFlag, 'admin');
+  const token = args.flags['admin-token'] || undefined;
+  checkAdminBind(admin.host, token);
+  const workers = Number(args.flags.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error(`--workers must be an integer 1..64, got "${args.flags.workers}"`);
+
+  const metrics = new MoltMetrics();
+  const controller = new LocalController({
+    dirs: [path.resolve(args.flags.dir!)],
+    stateDir,
+    controlSocket: args.flags.control ? path.resolve(args.flags.control) : controlSocketPath(stateDir),
+    log,
+    metrics,
+    controllerId: controllerIdFor(stateDir),
+    drainMs: Number(args.flags.drain),
+  });
+  await controller.start();
+
+  const supervisor = new SidecarSupervisor({
+    stateDir, listen, controlSocket: controller.control.socketPath, workers, logLevel: args.flags['log-level']!, log,
+  });
+  if (opts.sidecar) supervisor.start();
+
+  const server = createAdminServer({ controller, metrics, token, log, thesisStateFile: path.join(stateDir, 'thesis-clusters.json') });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(admin.port, admin.host, () => { server.off('error', reject); resolve(); });
+  });
+  const adminAddress = server.address() as AddressInfo;
+
+  for (const raw of thesis?.raws ?? []) await controller.applyResource(raw, `config-file ${args.flags['config-file']}`);
+
+  let closing: Promise<void> | null = null;
+  const shutdown = () => (closing ??= (async () => {
+    log.info('shutting down: draining the sidecar');
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeAllConnections?.();
+    await supervisor.stop(10000);
+    await controller.stop();
+    await controller.stopProcesses();
+    log.info('stopped');
+    log.flush();
+  })());
+
+  return { controller, supervisor, admin: server, adminAddress, listen, shutdown };
+}
+
+/** Unix socket paths are limited to ~107 bytes; fall back to the temp dir for deep state dirs. */
+export function controlSocketPath(stateDir: string): string {
+  const p = path.join(stateDir, 'control.sock');
+  if (Buffer.byteLength(p) < 100) return p;
+  const hash = crypto.createHash('sha256').update(stateDir).digest('hex').slice(0, 12);
+  return path.join(os.tmpdir(), `molt-${hash}.sock`);
+}
+
+/** Containers are labelled with the controller that owns them: one per state dir. */
+export function controllerIdFor(stateDir: string): string {
+  return 'molt-' + crypto.createHash('sha256').update(path.resolve(stateDir)).digest('hex').slice(0, 10);
+}
+
+export function printWelcome(h: UpHandle, dir: string, log: Logger | null = null): void {
+  void log;
+  const url = `http://${h.listen}/`;
+  process.stdout.write(`
+molt is up.
+  traffic:  ${url}
+  admin:    http://${h.adminAddress.address}:${h.adminAddress.port}/apps   (metrics at /metrics)
+  versions: ${path.resolve(dir)}
+
+Try:
+  curl -i ${url}                       # which version answered? (see the body and the cookie)
+  npx molt status                       # phases, traffic share, errors
+  edit a transition mode in ${dir}/*.yaml and watch the logs
+  kill the v2 demo process (its pid is in .molt/*/processes.json) and watch molt roll back
+
+Ctrl-C drains in-flight requests and stops everything.
+`);
+}
