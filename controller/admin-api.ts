@@ -94,7 +94,7 @@ export class ThesisStore {
 export function isLoopbackHost(host: string): boolean {
   let h = host.trim().toLowerCase();
   if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (h === 'localhost') return true;
   if (h.startsWith('::ffff:')) h = h.slice(7);
   if (net.isIPv4(h)) return h.split('.')[0] === '127';
   if (net.isIPv6(h)) return h === '::1' || h === '0:0:0:0:0:0:0:1';
@@ -224,7 +224,7 @@ export function createAdminServer(opts: AdminServerOptions): http.Server {
   const thesis = opts.thesis ?? new ThesisStore(opts.thesisStateFile);
   const tokenDigest = opts.token ? sha256(opts.token) : undefined;
 
-  const routes: Route[] = buildRoutes({ controller, metrics, thesis, log });
+  const routes: Route[] = buildRoutes({ controller, metrics, thesis });
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -263,7 +263,6 @@ function buildRoutes(deps: {
   controller: ControllerApi;
   metrics: MoltMetrics;
   thesis: ThesisStore;
-  log?: Logger;
 }): Route[] {
   const { controller, metrics, thesis } = deps;
   const route = (pattern: RegExp, methods: Partial<Record<string, Handler>>): Route => ({
@@ -276,7 +275,7 @@ function buildRoutes(deps: {
     const name = thesis.get(uuid);
     const found = name === undefined ? undefined : controller.getResource(name);
     if (!name || !found) throw new MoltError('MOLT_ERR_NOT_FOUND', `cluster ${uuid} not found`);
-    return appVersionToThesisCluster(found.resource as AppVersion, uuid);
+    return appVersionToThesisCluster(found.resource as AppVersion, uuid, found.status?.endpoints);
   };
 
   return [
@@ -324,7 +323,7 @@ function buildRoutes(deps: {
         const list: object[] = [];
         for (const [uuid, name] of thesis.entries()) {
           const found = controller.getResource(name);
-          if (found) list.push(appVersionToThesisCluster(found.resource as AppVersion, uuid));
+          if (found) list.push(appVersionToThesisCluster(found.resource as AppVersion, uuid, found.status?.endpoints));
         }
         return { status: 200, body: list };
       },

@@ -56,13 +56,15 @@ interface Snapshot {
   endpoints: Map<string, Endpoint[]>;
 }
 
+type ResolvedOptions = Required<Omit<LocalControllerOptions, 'drivers' | 'controllerId'>> & { controllerId: string };
+
 const TERMINAL: ReadonlySet<Phase> = new Set(['RolledBack', 'Failed']);
 
 export class LocalController implements ControllerApi {
   readonly control: ControlServer;
   readonly state: StateStore;
   readonly appliedDir: string;
-  #opts: Required<Omit<LocalControllerOptions, 'drivers' | 'controllerId'>> & { controllerId: string };
+  #opts: ResolvedOptions;
   #log: Logger;
   #metrics: MoltMetrics;
   #source: FileSource;
@@ -85,7 +87,7 @@ export class LocalController implements ControllerApi {
       drainMs: 5000,
       controllerId: opts.controllerId ?? 'molt',
       ...opts,
-    } as LocalController['#opts'];
+    } as ResolvedOptions;
     this.#log = opts.log;
     this.#metrics = opts.metrics;
     this.state = new StateStore(opts.stateDir);
@@ -286,7 +288,7 @@ export class LocalController implements ControllerApi {
       list = list.filter((i) => i.specHash === av.specHash);
 
       if (TERMINAL.has(rec.phase)) {
-        if (!av.spec.keepFailed) for (const inst of list.filter((i) => i.running || av.spec.runtime.kind !== 'servers')) await this.#remove(inst, rec.phase);
+        if (!av.spec.keepFailed) for (const inst of list) await this.#remove(inst, rec.phase);
         instances.set(name, av.spec.keepFailed ? list : []);
         continue;
       }

@@ -25,7 +25,7 @@ export interface WatchedEvents<T> {
   /** The first list has been applied to the cache. */
   synced: [];
   /** A list or watch failed; a restart is scheduled after delayMs. */
-  error: [unknown, number];
+  failed: [unknown, number];
 }
 
 export interface WatchedOptions<T extends KubernetesObject> {
@@ -82,7 +82,7 @@ export class Watched<T extends KubernetesObject> extends EventEmitter<WatchedEve
   }
 
   /** Objects in the cache (namespace-scoped informers: all of one namespace). */
-  list(): T[] {
+  list(): readonly T[] {
     return this.#informer.list();
   }
 
@@ -118,7 +118,7 @@ export class Watched<T extends KubernetesObject> extends EventEmitter<WatchedEve
     this.#failures++;
     const delay = backoffDelay(this.#failures, this.#backoff);
     this.#log?.warn({ informer: this.name, err: describeError(err), retryInMs: delay }, 'list/watch failed; restarting with backoff');
-    this.emit('error', err, delay);
+    this.emit('failed', err, delay);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = null;

@@ -1,0 +1,148 @@
+// `molt controller --kubernetes`: the Kubernetes-mode controller process. Starts the control socket the
+// sidecar (a second container in the same pod) connects to, a small admin server (/healthz, /readyz,
+// /metrics), and the KubeController. SIGTERM/SIGINT release the Lease so another replica takes over at once.
+
+import http from 'node:http';
+import os from 'node:os';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { parseArgs, parseHostPort } from '../args.js';
+import { ControlServer } from '../control-server.js';
+import { parseDuration } from '../duration.js';
+import { MoltError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { MoltMetrics } from '../metrics.js';
+import { loadKubeConfig, resolveNamespace } from './client.js';
+import { KubeController } from './controller.js';
+
+export const KUBE_HELP = `Usage: molt controller --kubernetes [flags]
+
+Runs the molt controller against a Kubernetes cluster: watches AppVersion resources (molt.dev/v1alpha1),
+runs docker-runtime versions as Deployments, writes status, and pushes routing tables to the sidecar on
+--control. Several replicas may run; a Lease elects the one that writes.
+
+Flags:
+  --namespace NS          namespace to watch (default: the pod's namespace, else the kubeconfig context's)
+  --kubeconfig FILE       kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster service account)
+  --control SOCKET        control socket for the sidecar (default /var/run/molt/control.sock)
+  --admin HOST:PORT       /healthz, /readyz and /metrics (default 0.0.0.0:9090; "off" to disable)
+  --identity NAME         this replica's Lease identity (default $POD_NAME, else the host name)
+  --lease-name NAME       Lease object name (default molt-controller)
+  --lease-duration DUR    Lease duration (default 15s); renewals every third of it
+  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
+`;
+
+export interface KubeControllerHandle {
+  controller: KubeController;
+  control: ControlServer;
+  admin: http.Server | null;
+  adminAddress: AddressInfo | null;
+  shutdown(): Promise<void>;
+}
+
+/** Build and start everything; returns a handle (tests, embedding). */
+export async function startKubeController(argv: string[], log?: Logger): Promise<KubeControllerHandle> {
+  const args = parseArgs(
+    argv,
+    {
+      values: {
+        namespace: undefined,
+        kubeconfig: undefined,
+        control: '/var/run/molt/control.sock',
+        admin: '0.0.0.0:9090',
+        identity: process.env.POD_NAME || os.hostname(),
+        'lease-name': 'molt-controller',
+        'lease-duration': '15s',
+        'log-level': 'info',
+      },
+    },
+    'controller --kubernetes',
+  );
+  if (args.help) {
+    process.stdout.write(KUBE_HELP);
+    throw new MoltError('MOLT_ERR_USAGE', 'help shown');
+  }
+  if (args.positional.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${args.positional[0]}"`);
+  log ??= createLogger(args.flags['log-level']!);
+  const leaseDurationMs = parseDuration(args.flags['lease-duration']);
+  const kubeConfig = loadKubeConfig(args.flags.kubeconfig);
+  const namespace = resolveNamespace(kubeConfig, args.flags.namespace);
+  const metrics = new MoltMetrics();
+  const control = new ControlServer({ socketPath: args.flags.control!, log });
+  await control.start();
+  const controller = new KubeController({
+    kubeConfig,
+    namespace,
+    controlServer: control,
+    identity: args.flags.identity!,
+    leaseName: args.flags['lease-name'],
+    leaseDurationMs,
+    renewMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
+    metrics,
+    log,
+  });
+
+  let ready = false;
+  let admin: http.Server | null = null;
+  let adminAddress: AddressInfo | null = null;
+  if (args.flags.admin !== 'off') {
+    const { host, port } = parseHostPort(args.flags.admin!, 'admin');
+    admin = http.createServer((req, res) => {
+      const url = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET') {
+        res.writeHead(405).end();
+      } else if (url === '/healthz') {
+        res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
+      } else if (url === '/readyz') {
+        res.writeHead(ready ? 200 : 503, { 'Content-Type': 'text/plain' }).end(ready ? 'ok\n' : 'caches not synced\n');
+      } else if (url === '/metrics') {
+        metrics.text().then(
+          (text) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(text),
+          (err) => res.writeHead(500).end(String(err)),
+        );
+      } else if (url === '/status') {
+        const body = JSON.stringify({ identity: controller.identity, leader: controller.isLeader, namespace, table: controller.table, counters: controller.counters });
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(body);
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    const server = admin;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    });
+    adminAddress = server.address() as AddressInfo;
+  }
+
+  log.info({ namespace, identity: controller.identity, control: control.socketPath, admin: adminAddress }, 'starting Kubernetes-mode controller');
+  await controller.start();
+  ready = true;
+
+  let stopping: Promise<void> | null = null;
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      await controller.stop({ releaseLease: true });
+      await control.close();
+      if (admin) await new Promise<void>((resolve) => admin!.close(() => resolve()));
+    })());
+  return { controller, control, admin, adminAddress, shutdown };
+}
+
+/** `molt controller --kubernetes …`: runs until SIGTERM/SIGINT. */
+export async function runKubeController(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(KUBE_HELP);
+    return;
+  }
+  const handle = await startKubeController(argv);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      handle.shutdown().then(resolve, resolve);
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

@@ -1,0 +1,255 @@
+// Per-endpoint ("host:port") pool of idle keep-alive upstream sockets.
+//
+// Each socket is wrapped once in an UpstreamConn that owns its listeners (bound once per socket,
+// never per request) and its response scanners (reset in place per message). While in use,
+// events go to the current owner; while idle, any event (data, EOF, error) means the socket is
+// dead or misbehaving and it is destroyed and forgotten, so a dead socket is never handed out.
+// Connect timeout, idle eviction and the owner's response timeout share one deadline on the
+// shared timer wheel.
+
+import net from 'node:net';
+import { BodyScanner, HeadScanner } from './framing.js';
+import { now, type TimerItem, type TimerWheel } from './timers.js';
+
+export type UpstreamErrorKind = 'connect' | 'connect-timeout' | 'reset' | 'response-timeout';
+
+export interface UpstreamOwner {
+  onUpstreamConnect(c: UpstreamConn): void;
+  onUpstreamData(c: UpstreamConn, chunk: Buffer): void;
+  /** EOF from the upstream. The owner either finishes (until-close body) or lets 'close' report a reset. */
+  onUpstreamEnd(c: UpstreamConn): void;
+  /** Connection failed or died while owned. The conn is already destroyed and detached. */
+  onUpstreamError(c: UpstreamConn, kind: UpstreamErrorKind, detail: string): void;
+  onUpstreamDrain(c: UpstreamConn): void;
+}
+
+const P_CONNECTING = 0;
+const P_BUSY = 1;
+const P_IDLE = 2;
+const P_DEAD = 3;
+const P_DETACHED = 4;
+
+export interface UpstreamPoolOptions {
+  wheel: TimerWheel;
+  /** Idle sockets kept per endpoint. Default 128. */
+  maxIdlePerEndpoint?: number;
+  /** Idle sockets are closed after this long. Default 4000 ms: below Node's 5 s server keepAliveTimeout. */
+  idleTimeoutMs?: number;
+  maxHeaderBytes?: number;
+  maxHeaders?: number;
+}
+
+export class UpstreamConn implements TimerItem {
+  readonly socket: net.Socket;
+  readonly key: string;
+  readonly pool: UpstreamPool;
+  readonly head: HeadScanner;
+  readonly body: BodyScanner;
+  owner: UpstreamOwner | null = null;
+  deadline = 0;
+  /** Completed exchanges on this socket before the current one (> 0 = reused). */
+  uses = 0;
+  /** Bytes received during the current exchange. */
+  received = 0;
+  phase = P_CONNECTING;
+  #error: Error | null = null;
+
+  constructor(pool: UpstreamPool, key: string, host: string, port: number, maxHeaderBytes: number, maxHeaders: number) {
+    this.pool = pool;
+    this.key = key;
+    this.head = new HeadScanner(false, maxHeaderBytes, maxHeaders);
+    this.body = new BodyScanner(maxHeaderBytes);
+    const s = net.connect({ host, port, noDelay: true });
+    this.socket = s;
+    s.on('connect', () => this.#onConnect());
+    s.on('data', (d: Buffer) => this.#onData(d));
+    s.on('end', () => this.#onEnd());
+    s.on('error', (e: Error) => { this.#error = e; });
+    s.on('close', () => this.#onClose());
+    s.on('drain', () => { if (this.owner !== null) this.owner.onUpstreamDrain(this); });
+  }
+
+  get connected(): boolean { return this.phase !== P_CONNECTING; }
+  get reused(): boolean { return this.uses > 0; }
+
+  get alive(): boolean {
+    const s = this.socket;
+    return !s.destroyed && s.readyState === 'open' && !s.readableEnded && !s.writableEnded;
+  }
+
+  /** Arm the response timeout (time to the response head) for the current exchange. */
+  armResponseTimeout(ms: number): void {
+    this.deadline = ms > 0 ? now() + ms : 0;
+  }
+
+  disarm(): void { this.deadline = 0; }
+
+  onTimeout(): void {
+    if (this.phase === P_CONNECTING) this.#fail('connect-timeout', 'connect timeout');
+    else if (this.phase === P_BUSY) this.#fail('response-timeout', 'response timeout');
+    else if (this.phase === P_IDLE) this.pool.destroy(this);
+  }
+
+  /** Take the socket out of pool management for good (after a 101 the bytes are a raw tunnel). */
+  detach(): void {
+    this.phase = P_DETACHED;
+    this.deadline = 0;
+    this.pool._forget(this);
+  }
+
+  #onConnect(): void {
+    if (this.phase !== P_CONNECTING) return;
+    this.phase = P_BUSY;
+    this.deadline = 0;
+    if (this.owner !== null) this.owner.onUpstreamConnect(this);
+  }
+
+  #onData(d: Buffer): void {
+    const o = this.owner;
+    if (o === null) { this.pool.destroy(this); return; } // bytes on an idle socket: unusable
+    this.received += d.length;
+    o.onUpstreamData(this, d);
+  }
+
+  #onEnd(): void {
+    const o = this.owner;
+    if (o === null) { this.pool.destroy(this); return; }
+    o.onUpstreamEnd(this);
+  }
+
+  #onClose(): void {
+    const wasConnecting = this.phase === P_CONNECTING;
+    if (this.phase !== P_DEAD) {
+      this.phase = P_DEAD;
+      this.deadline = 0;
+      this.pool._forget(this);
+    }
+    const o = this.owner;
+    if (o === null) return;
+    this.owner = null;
+    const e = this.#error as (Error & { code?: string }) | null;
+    const detail = e?.code ? e.code : e ? e.message : 'connection closed';
+    o.onUpstreamError(this, wasConnecting ? 'connect' : 'reset', wasConnecting ? `connect ${detail}` : detail);
+  }
+
+  #fail(kind: UpstreamErrorKind, detail: string): void {
+    const o = this.owner;
+    this.owner = null;
+    this.pool.destroy(this);
+    if (o !== null) o.onUpstreamError(this, kind, detail);
+  }
+}
+
+export class UpstreamPool {
+  readonly wheel: TimerWheel;
+  readonly maxIdlePerEndpoint: number;
+  readonly idleTimeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly maxHeaders: number;
+  #idle = new Map<string, UpstreamConn[]>();
+  #all = new Set<UpstreamConn>();
+  #closed = false;
+  // counters (plain fields, read by stats)
+  created = 0;
+  reusedCount = 0;
+  evicted = 0;
+
+  constructor(opts: UpstreamPoolOptions) {
+    this.wheel = opts.wheel;
+    this.maxIdlePerEndpoint = opts.maxIdlePerEndpoint ?? 128;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 4000;
+    this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
+    this.maxHeaders = opts.maxHeaders ?? 100;
+  }
+
+  get idleCount(): number {
+    let n = 0;
+    for (const l of this.#idle.values()) n += l.length;
+    return n;
+  }
+
+  get openCount(): number { return this.#all.size; }
+
+  /**
+   * An idle connection to `key` if one is alive, else a new one (owner.onUpstreamConnect fires when
+   * it connects). The connect timeout is armed here.
+   */
+  acquire(key: string, host: string, port: number, connectTimeoutMs: number, owner: UpstreamOwner): UpstreamConn {
+    const list = this.#idle.get(key);
+    if (list !== undefined) {
+      while (list.length > 0) {
+        const c = list.pop()!;
+        if (!c.alive) { this.destroy(c); continue; }
+        c.phase = P_BUSY;
+        c.owner = owner;
+        c.deadline = 0;
+        c.received = 0;
+        c.head.reset();
+        this.reusedCount++;
+        return c;
+      }
+    }
+    return this.connect(key, host, port, connectTimeoutMs, owner);
+  }
+
+  /** Always a fresh connection (used for the one retry after a reused socket turned out dead). */
+  connect(key: string, host: string, port: number, connectTimeoutMs: number, owner: UpstreamOwner): UpstreamConn {
+    const c = new UpstreamConn(this, key, host, port, this.maxHeaderBytes, this.maxHeaders);
+    c.owner = owner;
+    c.deadline = connectTimeoutMs > 0 ? now() + connectTimeoutMs : 0;
+    this.#all.add(c);
+    this.wheel.add(c);
+    this.created++;
+    return c;
+  }
+
+  /** Return a connection whose exchange finished cleanly. Not reusable → destroyed. */
+  release(c: UpstreamConn): void {
+    if (c.phase !== P_BUSY || this.#closed || !c.alive) { this.destroy(c); return; }
+    let list = this.#idle.get(c.key);
+    if (list === undefined) { list = []; this.#idle.set(c.key, list); }
+    if (list.length >= this.maxIdlePerEndpoint) { this.destroy(c); return; }
+    c.owner = null;
+    c.phase = P_IDLE;
+    c.uses++;
+    c.deadline = now() + this.idleTimeoutMs;
+    if (c.socket.isPaused()) c.socket.resume(); // keep reading so EOF/RST while idle is seen
+    list.push(c);
+  }
+
+  destroy(c: UpstreamConn): void {
+    c.owner = null;
+    if (c.phase === P_IDLE) this.evicted++;
+    if (c.phase !== P_DEAD) {
+      c.phase = P_DEAD;
+      c.deadline = 0;
+      this._forget(c);
+    }
+    c.socket.destroy();
+  }
+
+  /** @internal bookkeeping when a conn dies or is detached. */
+  _forget(c: UpstreamConn): void {
+    this.#all.delete(c);
+    this.wheel.remove(c);
+    const list = this.#idle.get(c.key);
+    if (list !== undefined) {
+      const i = list.indexOf(c);
+      if (i >= 0) list.splice(i, 1);
+    }
+  }
+
+  /** Close idle connections now; busy ones are destroyed by their owners. */
+  closeIdle(): void {
+    for (const list of this.#idle.values()) {
+      for (const c of list.slice()) this.destroy(c);
+    }
+    this.#idle.clear();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.closeIdle();
+    for (const c of [...this.#all]) this.destroy(c);
+  }
+}
