@@ -100,7 +100,11 @@ export class LocalController implements ControllerApi {
     this.control = new ControlServer({ socketPath: opts.controlSocket, log: opts.log });
     this.control.on('failure', (m) => this.#onFailure(m));
     this.control.on('stats', (m) => this.#onStats(m));
-    this.control.on('connected', () => { this.#metrics.setSidecarConnected(true); this.requestReconcile(); });
+    this.control.on('connected', (pid) => {
+      this.#metrics.sidecarStarted(pid);
+      this.#metrics.setSidecarConnected(true);
+      this.requestReconcile();
+    });
     this.control.on('disconnected', () => this.#metrics.setSidecarConnected(this.control.connected));
   }
 

@@ -15,7 +15,8 @@ export type MoltErrorCode =
   | 'MOLT_ERR_PROTOCOL'
   | 'MOLT_ERR_CONFIG_FILE'
   | 'MOLT_ERR_USAGE'
-  | 'MOLT_ERR_KUBERNETES';
+  | 'MOLT_ERR_KUBERNETES'
+  | 'MOLT_ERR_INTERNAL';
 
 export interface ErrorLocation {
   file?: string;

@@ -12,7 +12,7 @@ import { isMap, isScalar, isSeq, isAlias, LineCounter, parseAllDocuments, type D
 import { API_VERSION, KIND, type AppVersion, type AppVersionSpec, type DockerRuntime, type HealthCheck, type Runtime } from './appversion.js';
 import { MoltError, MoltValidationErrors, type MoltErrorCode } from './errors.js';
 import { describe, parseDuration, parseQuantity } from './duration.js';
-import { COOKIE_NAME_PATTERN, HOST_PATTERN, NAME_PATTERN, VERSION_PATTERN, localSchema, type SchemaNode } from './schema.js';
+import { COOKIE_NAME_PATTERN, HOST_PATTERN, NAME_PATTERN, SERVER_HOST_PATTERN, VERSION_PATTERN, localSchema, type SchemaNode } from './schema.js';
 import {
   DEFAULT_FAILURE_POLICY,
   DEFAULT_TRANSITION,
@@ -53,7 +53,7 @@ export function parseAppVersionText(text: string, file: string): { resources: Ap
   const resources: AppVersion[] = [];
   const errors: MoltError[] = [];
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text.startsWith('\uFEFF') ? text.slice(1) : text, { lineCounter, prettyErrors: false });
+  const docs = parseAllDocuments(text.startsWith('\uFEFF') ? text.slice(1) : text, { lineCounter, prettyErrors: false, merge: true });
   const list = Array.isArray(docs) ? docs : [];
   const seen = new Map<string, number>();
 
@@ -111,7 +111,9 @@ export function parseAppVersionText(text: string, file: string): { resources: Ap
 
 /** Validate and normalise a raw object (API JSON, a Kubernetes object). Throws MoltValidationErrors. */
 export function normalizeAppVersion(raw: unknown, source: string): AppVersion {
-  const { resource, issues } = check(raw, source, () => undefined);
+  // Objects from client libraries may hold undefined fields and Date objects: validate their JSON form.
+  const plain: unknown = isPlainObject(raw) ? JSON.parse(JSON.stringify(raw)) : raw;
+  const { resource, issues } = check(plain, source, () => undefined);
   if (resource) return resource;
   throw new MoltValidationErrors(
     issues.map((i) => new MoltError(i.code ?? 'MOLT_ERR_VALIDATION', i.message, { path: i.field ?? formatPath(i.path) })),
@@ -242,6 +244,7 @@ const PATTERN_HINTS: Record<string, string> = {
   [NAME_PATTERN]: 'lower-case letters, digits and "-", starting and ending with a letter or digit',
   [VERSION_PATTERN]: 'letters, digits, ".", "_", "+" and "-", starting with a letter or digit, e.g. "2.0.0"',
   [HOST_PATTERN]: 'a host name without port or scheme, e.g. shop.example.com',
+  [SERVER_HOST_PATTERN]: 'a host name or IP address without port, e.g. 127.0.0.1',
   [COOKIE_NAME_PATTERN]: 'a cookie name (letters, digits and !#$%&\'*+-.^_`|~)',
   '^/': 'a path starting with "/"',
 };

@@ -14,6 +14,8 @@ export type SchemaNode = { [key: string]: unknown };
 export const NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 export const VERSION_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._+-]*$';
 export const HOST_PATTERN = '^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$';
+/** Server address: a host name (underscores allowed, as in container names), IPv4 or IPv6. */
+export const SERVER_HOST_PATTERN = '^([A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*|\\[?[0-9A-Fa-f:.]+\\]?)$';
 export const COOKIE_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 export const TRANSITION_MODES = ['INSTANT', 'SESSION', 'GRADUAL', 'CONCURRENT'] as const;
 
@@ -103,7 +105,7 @@ const servers = {
   type: 'array',
   description: 'Runtime: already-running servers molt routes to.',
   minItems: 1,
-  items: object('A server.', { host: str('Host name or IP address.', { minLength: 1 }), port: port('TCP port.') }, ['host', 'port']),
+  items: object('A server.', { host: str('Host name or IP address.', { pattern: SERVER_HOST_PATTERN }), port: port('TCP port.') }, ['host', 'port']),
 };
 
 const processRuntime = object('Runtime: molt starts this command (with PORT set) and restarts it if it dies.', {

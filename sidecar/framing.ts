@@ -104,7 +104,7 @@ function internMethod(buf: Buffer, s: number, e: number): string {
     while (j < len && buf[s + j] === m.charCodeAt(j)) j++;
     if (j === len) return m;
   }
-  return buf.latin1Slice(s, e);
+  return buf.toString('latin1', s, e);
 }
 
 /** Case-insensitive compare of buf[s..e) with a lower-case ASCII literal. */
@@ -535,12 +535,12 @@ export class HeadScanner {
 
   headerName(i: number): string {
     const b = this.#base;
-    return this.#buf.latin1Slice(b + this.lines[i * 4]!, b + this.lines[i * 4 + 1]!);
+    return this.#buf.toString('latin1', b + this.lines[i * 4]!, b + this.lines[i * 4 + 1]!);
   }
 
   headerValue(i: number): string {
     const b = this.#base;
-    return this.#buf.latin1Slice(b + this.lines[i * 4 + 2]!, b + this.lines[i * 4 + 3]!);
+    return this.#buf.toString('latin1', b + this.lines[i * 4 + 2]!, b + this.lines[i * 4 + 3]!);
   }
 
   /** View of the value bytes of header i. */
@@ -554,7 +554,7 @@ export class HeadScanner {
   lineEnd(i: number): number { return this.#base + this.lines[i * 4 + 4]!; }
 
   get target(): string {
-    return this.#buf.latin1Slice(this.#base + this.targetStart, this.#base + this.targetEnd);
+    return this.#buf.toString('latin1', this.#base + this.targetStart, this.#base + this.targetEnd);
   }
 
   get host(): string | undefined {
@@ -596,7 +596,7 @@ export class HeadScanner {
   get connectionTokens(): string[] {
     const out: string[] = [];
     for (let t = 0; t < this.connTokenCount; t++) {
-      out.push(this.#buf.latin1Slice(this.#base + this.connTokens[t * 2]!, this.#base + this.connTokens[t * 2 + 1]!).toLowerCase());
+      out.push(this.#buf.toString('latin1', this.#base + this.connTokens[t * 2]!, this.#base + this.connTokens[t * 2 + 1]!).toLowerCase());
     }
     return out;
   }

@@ -15,7 +15,6 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { FailureKind, RouteDecision, RoutingState, VersionTarget } from './routing-types.js';
 import {
-  BODY_CHUNKED,
   BODY_LENGTH,
   BODY_NONE,
   BODY_UNTIL_CLOSE,
@@ -779,7 +778,7 @@ class ClientConn implements TimerItem {
       runEnd = h.lineEnd(i);
     }
     if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-    out.latin1Write(add, pos);
+    out.write(add, pos, 'latin1');
     return out;
   }
 
@@ -1050,7 +1049,7 @@ class ClientConn implements TimerItem {
       runEnd = h.lineEnd(i);
     }
     if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-    out.latin1Write(add, pos);
+    out.write(add, pos, 'latin1');
     return out;
   }
 
@@ -1140,6 +1139,3 @@ function dropResponseHeader(h: HeadScanner, kind: number, i: number, hasTokens: 
     default: return false;
   }
 }
-
-// Re-exported for tests and benchmarks that want the raw kinds.
-export { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE };

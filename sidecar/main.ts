@@ -1,0 +1,280 @@
+// Process entry point: `molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL]`.
+//
+// --workers 1 (default): one process; the control client runs in-process next to the proxy.
+// --workers N > 1: a node:cluster primary holds the control connection and N workers share the
+// listening socket (see sidecar/workers.ts for what travels over IPC). Workers are restarted if
+// they die. SIGTERM/SIGINT: stop accepting, let in-flight requests finish (close(10000)), exit 0.
+// Also runnable directly: `node dist/sidecar/main.js --listen 127.0.0.1:8080 --control /run/molt.sock`.
+
+import cluster, { type Worker } from 'node:cluster';
+import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import pino, { type Logger } from 'pino';
+import { MoltError } from '../controller/errors.js';
+import { ControlClient } from './control-client.js';
+import { createProxy } from './proxy.js';
+import { createRoutingState } from './routing.js';
+import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from './workers.js';
+
+export const SHUTDOWN_GRACE_MS = 10_000;
+const WORKER_ENV = 'MOLT_SIDECAR_WORKER';
+const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export interface SidecarOptions {
+  host: string;
+  port: number;
+  controlPath: string;
+  workers: number;
+  logLevel: string;
+}
+
+const USAGE = 'usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL]';
+
+function usage(message: string, path?: string): MoltError {
+  return new MoltError('MOLT_ERR_USAGE', `${message}\n${USAGE}`, path ? { path } : {});
+}
+
+/** Parses the sidecar's arguments (a leading "sidecar" subcommand word is accepted). */
+export function parseSidecarArgs(argv: string[]): SidecarOptions {
+  const args = argv[0] === 'sidecar' ? argv.slice(1) : argv;
+  let listen: string | undefined;
+  let control: string | undefined;
+  let workers = 1;
+  let logLevel = 'info';
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq !== -1 ? a.slice(0, eq) : a;
+    const value = (): string => {
+      if (a.startsWith('--') && eq !== -1) return a.slice(eq + 1);
+      const v = args[++i];
+      if (v === undefined) throw usage(`${flag} needs a value`, flag);
+      return v;
+    };
+    switch (flag) {
+      case '--listen': listen = value(); break;
+      case '--control': control = value(); break;
+      case '--workers': {
+        const v = value();
+        workers = Number(v);
+        if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw usage(`--workers must be an integer 1..256, got "${v}"`, '--workers');
+        break;
+      }
+      case '--log-level':
+        logLevel = value();
+        if (!LEVELS.has(logLevel)) throw usage(`--log-level must be one of ${[...LEVELS].join(', ')}`, '--log-level');
+        break;
+      default:
+        throw usage(`unknown argument "${a}"`);
+    }
+  }
+  if (!listen) throw usage('--listen is required', '--listen');
+  if (!control) throw usage('--control is required', '--control');
+  const colon = listen.lastIndexOf(':');
+  if (colon <= 0) throw usage(`--listen must be HOST:PORT, got "${listen}"`, '--listen');
+  let host = listen.slice(0, colon);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  const port = Number(listen.slice(colon + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw usage(`--listen port must be 0..65535, got "${listen}"`, '--listen');
+  return { host, port, controlPath: control, workers, logLevel };
+}
+
+function makeLogger(level: string, bindings: Record<string, unknown>): { log: Logger; flush: () => void } {
+  const dest = pino.destination({ fd: 2, sync: false });
+  const log = pino({ level, base: { pid: process.pid, component: 'sidecar', ...bindings } }, dest);
+  return {
+    log,
+    flush: () => {
+      try {
+        dest.flushSync();
+      } catch {
+        /* not ready yet / already closed */
+      }
+    },
+  };
+}
+
+function onSignals(fn: (signal: string) => void): void {
+  let fired = false;
+  const h = (signal: NodeJS.Signals) => {
+    if (fired) return;
+    fired = true;
+    fn(signal);
+  };
+  process.once('SIGTERM', h);
+  process.once('SIGINT', h);
+}
+
+export interface SidecarHandle {
+  address: AddressInfo;
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Single-process sidecar: proxy + routing + control client in this process. */
+export async function startSingle(opts: SidecarOptions, log: Logger): Promise<SidecarHandle> {
+  const routing = createRoutingState({ log });
+  const proxy = createProxy({ routing, log });
+  const address = await proxy.listen(opts.port, opts.host);
+  const client = new ControlClient({
+    socketPath: opts.controlPath,
+    apply: (table) => routing.apply(table),
+    revision: () => routing.revision,
+    stats: () => routing.stats(),
+    log,
+  });
+  routing.onFailure = (msg) => client.reportFailure(msg);
+  client.start();
+  log.info({ address: address.address, port: address.port, control: opts.controlPath, workers: 1 }, 'sidecar listening');
+  return {
+    address,
+    async close(graceMs = SHUTDOWN_GRACE_MS) {
+      await proxy.close(graceMs);
+      await client.close();
+    },
+  };
+}
+
+async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): Promise<void> {
+  const routing = createRoutingState({ log });
+  const proxy = createProxy({ routing, log });
+  const ch: Channel<ToPrimary> = {
+    send: (msg) => {
+      if (process.connected) process.send!(msg);
+    },
+    onMessage: (fn) => process.on('message', fn),
+  };
+  let closing = false;
+  const shutdown = async (graceMs: number) => {
+    if (closing) return;
+    closing = true;
+    agent.stop();
+    try {
+      await proxy.close(graceMs);
+    } catch (err) {
+      log.error({ err }, 'worker: error while closing');
+    }
+    flush();
+    process.exit(0);
+  };
+  const agent = new WorkerAgent(routing, ch, { log, onShutdown: (g) => void shutdown(g) });
+  agent.start();
+  onSignals(() => void shutdown(SHUTDOWN_GRACE_MS));
+  process.on('disconnect', () => void shutdown(SHUTDOWN_GRACE_MS)); // the primary is gone
+  const address = await proxy.listen(opts.port, opts.host);
+  ch.send({ t: 'molt:listening', host: address.address, port: address.port });
+}
+
+async function runPrimary(opts: SidecarOptions, log: Logger, flush: () => void): Promise<void> {
+  const coord = new PrimaryCoordinator({ log });
+  const client = new ControlClient({
+    socketPath: opts.controlPath,
+    apply: (table) => coord.applyTable(table),
+    revision: () => coord.revision,
+    stats: () => coord.stats(),
+    log,
+  });
+  coord.onFailure = (msg) => client.reportFailure(msg);
+  let listeningLogged = false;
+  coord.onListening = (host, port) => {
+    if (listeningLogged) return;
+    listeningLogged = true;
+    log.info({ address: host, port, control: opts.controlPath, workers: opts.workers }, 'sidecar listening');
+  };
+
+  cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), args: rebuildArgs(opts) });
+  const live = new Map<Worker, number>();
+  let shuttingDown = false;
+  const fork = () => {
+    const w = cluster.fork({ [WORKER_ENV]: '1' });
+    const ch: Channel<ToWorker> = {
+      send: (msg) => {
+        if (w.isConnected()) w.send(msg);
+      },
+      onMessage: (fn) => w.on('message', fn),
+    };
+    live.set(w, coord.addWorker(ch));
+    w.on('exit', (code, signal) => {
+      const id = live.get(w);
+      live.delete(w);
+      if (id !== undefined) coord.removeWorker(id);
+      if (shuttingDown) return;
+      log.error({ worker: w.id, code, signal }, 'worker exited unexpectedly; starting a new one');
+      setTimeout(() => {
+        if (!shuttingDown) fork();
+      }, 500).unref();
+    });
+  };
+  for (let i = 0; i < opts.workers; i++) fork();
+  client.start();
+
+  onSignals(async (signal) => {
+    shuttingDown = true;
+    log.info({ signal }, 'sidecar shutting down');
+    coord.broadcast({ t: 'molt:shutdown', graceMs: SHUTDOWN_GRACE_MS });
+    const deadline = setTimeout(() => {
+      for (const w of live.keys()) w.kill('SIGKILL');
+    }, SHUTDOWN_GRACE_MS + 2000);
+    await Promise.all([...live.keys()].map((w) => new Promise<void>((resolve) => {
+      if (w.isDead()) resolve();
+      else w.once('exit', () => resolve());
+    })));
+    clearTimeout(deadline);
+    coord.close();
+    await client.close();
+    flush();
+    process.exit(0);
+  });
+}
+
+function rebuildArgs(o: SidecarOptions): string[] {
+  const host = o.host.includes(':') ? `[${o.host}]` : o.host;
+  return ['--listen', `${host}:${o.port}`, '--control', o.controlPath, '--workers', String(o.workers), '--log-level', o.logLevel];
+}
+
+/**
+ * Runs the sidecar until SIGTERM/SIGINT, then exits the process with 0. Throws a MoltError
+ * (MOLT_ERR_USAGE) on bad arguments.
+ */
+export async function runSidecar(argv: string[]): Promise<void> {
+  const opts = parseSidecarArgs(argv);
+  if (cluster.isWorker && process.env[WORKER_ENV] === '1') {
+    const { log, flush } = makeLogger(opts.logLevel, { worker: cluster.worker?.id });
+    await runWorker(opts, log, flush);
+    return;
+  }
+  const { log, flush } = makeLogger(opts.logLevel, opts.workers > 1 ? { role: 'primary' } : {});
+  if (opts.workers > 1) {
+    await runPrimary(opts, log, flush);
+    return;
+  }
+  const handle = await startSingle(opts, log);
+  onSignals(async (signal) => {
+    log.info({ signal }, 'sidecar shutting down');
+    try {
+      await handle.close(SHUTDOWN_GRACE_MS);
+    } catch (err) {
+      log.error({ err }, 'error while closing');
+    }
+    flush();
+    process.exit(0);
+  });
+}
+
+function isMain(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return fs.realpathSync(entry) === fs.realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  runSidecar(process.argv.slice(2)).catch((err: unknown) => {
+    const e = err as { code?: string; message?: string };
+    process.stderr.write(`molt sidecar: ${e?.message ?? String(err)}\n`);
+    process.exit(e?.code === 'MOLT_ERR_USAGE' ? 2 : 1);
+  });
+}

@@ -1,0 +1,328 @@
+// Multi-worker coordination (node:cluster). The primary holds the control connection; each worker
+// runs a proxy with its own RoutingState. Over IPC:
+//  - tables go primary -> workers; the primary acks the controller once every live worker applied;
+//  - a worker's failure trip goes to the primary, which broadcasts markFailed to every worker at
+//    once and reports the failure to the controller (once per (id, epoch));
+//  - GRADUAL per-request progress: workers send their counts in small batches (every 20 ms or 16
+//    requests), the primary sums and broadcasts totals, so all workers agree on the threshold;
+//  - stats: each worker sends a snapshot every second, the primary sums them (a dead worker's last
+//    snapshot is kept so counters stay monotonic).
+// The coordination logic is written against a tiny Channel interface so it can be tested in-process.
+
+import type { Logger } from 'pino';
+import type { FailureMessage, RoutingTable, VersionStats } from './protocol.js';
+import type { Routing } from './routing.js';
+
+/** [versionId, epoch, count] */
+export type ProgressTuple = [string, number, number];
+
+export type ToWorker =
+  | { t: 'molt:routes'; table: RoutingTable; failed: Array<[string, number]>; totals: ProgressTuple[] }
+  | { t: 'molt:markFailed'; id: string; epoch: number }
+  | { t: 'molt:progress'; totals: ProgressTuple[] }
+  | { t: 'molt:shutdown'; graceMs: number };
+
+export type ToPrimary =
+  | { t: 'molt:applied'; revision: number }
+  | { t: 'molt:failure'; msg: FailureMessage }
+  | { t: 'molt:progress'; deltas: ProgressTuple[] }
+  | { t: 'molt:stats'; revision: number; versions: VersionStats[] }
+  | { t: 'molt:listening'; host: string; port: number };
+
+/** One end of an IPC link. */
+export interface Channel<Out> {
+  send(msg: Out): void;
+  onMessage(fn: (msg: unknown) => void): void;
+}
+
+function isMsg(m: unknown): m is { t: string } {
+  return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string' && (m as { t: string }).t.startsWith('molt:');
+}
+
+export const PROGRESS_FLUSH_MS = 20;
+export const APPLY_TIMEOUT_MS = 5000;
+
+interface WorkerEntry {
+  ch: Channel<ToWorker>;
+  revision: number;
+  stats: VersionStats[];
+}
+
+export interface PrimaryOptions {
+  log?: Logger;
+  progressFlushMs?: number;
+  applyTimeoutMs?: number;
+}
+
+export class PrimaryCoordinator {
+  onFailure: ((msg: FailureMessage) => void) | null = null;
+  onListening: ((host: string, port: number) => void) | null = null;
+  readonly #log: Logger | undefined;
+  readonly #flushMs: number;
+  readonly #applyTimeoutMs: number;
+  #nextId = 1;
+  readonly #workers = new Map<number, WorkerEntry>();
+  #table: RoutingTable | null = null;
+  #applied = 0;
+  readonly #failed = new Map<string, number>();
+  readonly #totals = new Map<string, ProgressTuple>();
+  readonly #dirty = new Set<string>();
+  #flushTimer: NodeJS.Timeout | null = null;
+  #retired: VersionStats[][] = [];
+  #waiters: Array<{ revision: number; resolve: () => void }> = [];
+
+  constructor(opts: PrimaryOptions = {}) {
+    this.#log = opts.log;
+    this.#flushMs = opts.progressFlushMs ?? PROGRESS_FLUSH_MS;
+    this.#applyTimeoutMs = opts.applyTimeoutMs ?? APPLY_TIMEOUT_MS;
+  }
+
+  /** The revision every live worker has applied (0 before the first table). */
+  get revision(): number {
+    return this.#applied;
+  }
+
+  get workerCount(): number {
+    return this.#workers.size;
+  }
+
+  addWorker(ch: Channel<ToWorker>): number {
+    const id = this.#nextId++;
+    this.#workers.set(id, { ch, revision: 0, stats: [] });
+    ch.onMessage((m) => this.#onMessage(id, m));
+    if (this.#table) ch.send(this.#routesMsg(this.#table));
+    return id;
+  }
+
+  removeWorker(id: number): void {
+    const w = this.#workers.get(id);
+    if (!w) return;
+    this.#workers.delete(id);
+    if (w.stats.length) this.#retired.push(w.stats);
+    this.#checkWaiters();
+  }
+
+  /** Send a table to all workers; resolves when every live worker applied it (or after a timeout). */
+  applyTable(table: RoutingTable): Promise<void> {
+    const ids = new Map<string, { state: string; epoch: number }>();
+    for (const app of table.apps) for (const v of app.versions) ids.set(v.id, v);
+    for (const [id, epoch] of this.#failed) {
+      const v = ids.get(id);
+      if (!v || v.state !== 'serving' || v.epoch > epoch) this.#failed.delete(id);
+    }
+    for (const [key, [id, epoch]] of this.#totals) {
+      if (ids.get(id)?.epoch !== epoch) this.#totals.delete(key);
+    }
+    this.#retired = this.#retired.map((s) => s.filter((v) => ids.has(v.versionId))).filter((s) => s.length > 0);
+    this.#table = table;
+    const msg = this.#routesMsg(table);
+    for (const w of this.#workers.values()) w.ch.send(msg);
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#log?.warn({ revision: table.revision }, 'workers: not every worker confirmed the table in time; acking anyway');
+        done();
+      }, this.#applyTimeoutMs);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        if (table.revision > this.#applied) this.#applied = table.revision;
+        resolve();
+      };
+      this.#waiters.push({ revision: table.revision, resolve: done });
+      this.#checkWaiters();
+    });
+  }
+
+  #routesMsg(table: RoutingTable): ToWorker {
+    return { t: 'molt:routes', table, failed: [...this.#failed], totals: [...this.#totals.values()] };
+  }
+
+  #checkWaiters(): void {
+    if (this.#waiters.length === 0) return;
+    let min = Infinity;
+    for (const w of this.#workers.values()) if (w.revision < min) min = w.revision;
+    this.#waiters = this.#waiters.filter((w) => {
+      if (min >= w.revision) {
+        w.resolve();
+        return false;
+      }
+      return true;
+    });
+  }
+
+  broadcast(msg: ToWorker): void {
+    for (const w of this.#workers.values()) w.ch.send(msg);
+  }
+
+  #onMessage(id: number, m: unknown): void {
+    if (!isMsg(m)) return;
+    const w = this.#workers.get(id);
+    if (!w) return;
+    const msg = m as ToPrimary;
+    switch (msg.t) {
+      case 'molt:applied':
+        w.revision = msg.revision;
+        this.#checkWaiters();
+        break;
+      case 'molt:failure': {
+        const f = msg.msg;
+        const known = this.#failed.get(f.versionId);
+        if (known !== undefined && known >= f.epoch) return;
+        this.#failed.set(f.versionId, f.epoch);
+        this.broadcast({ t: 'molt:markFailed', id: f.versionId, epoch: f.epoch });
+        this.#log?.warn({ app: f.app, versionId: f.versionId, epoch: f.epoch, reason: f.reason, worker: id }, 'version failed: rolled back on all workers');
+        try {
+          this.onFailure?.(f);
+        } catch (err) {
+          this.#log?.error({ err }, 'workers: onFailure callback threw');
+        }
+        break;
+      }
+      case 'molt:progress':
+        for (const [vid, epoch, n] of msg.deltas) {
+          const key = `${vid}@${epoch}`;
+          let tuple = this.#totals.get(key);
+          if (!tuple) this.#totals.set(key, (tuple = [vid, epoch, 0]));
+          tuple[2] += n;
+          this.#dirty.add(key);
+        }
+        if (!this.#flushTimer) {
+          this.#flushTimer = setTimeout(() => this.#flushTotals(), this.#flushMs);
+          this.#flushTimer.unref();
+        }
+        break;
+      case 'molt:stats':
+        w.stats = msg.versions;
+        break;
+      case 'molt:listening':
+        this.onListening?.(msg.host, msg.port);
+        break;
+    }
+  }
+
+  #flushTotals(): void {
+    this.#flushTimer = null;
+    const totals: ProgressTuple[] = [];
+    for (const key of this.#dirty) {
+      const t = this.#totals.get(key);
+      if (t) totals.push([t[0], t[1], t[2]]);
+    }
+    this.#dirty.clear();
+    if (totals.length) this.broadcast({ t: 'molt:progress', totals });
+  }
+
+  /** GRADUAL progress total for (id, epoch) as the primary knows it. */
+  progressTotal(id: string, epoch: number): number {
+    return this.#totals.get(`${id}@${epoch}`)?.[2] ?? 0;
+  }
+
+  /** Summed stats of all workers (live and retired), in the current table's order. */
+  stats(): VersionStats[] {
+    const out = new Map<string, VersionStats>();
+    const add = (list: VersionStats[]) => {
+      for (const v of list) {
+        const key = `${v.app}\u0000${v.versionId}`;
+        const acc = out.get(key);
+        if (!acc) {
+          out.set(key, { ...v, latencyBuckets: v.latencyBuckets.slice(), latencyCounts: v.latencyCounts.slice() });
+          continue;
+        }
+        acc.requests += v.requests;
+        acc.errors += v.errors;
+        acc.mismatches += v.mismatches;
+        acc.latencySum += v.latencySum;
+        for (let i = 0; i < acc.latencyCounts.length && i < v.latencyCounts.length; i++) acc.latencyCounts[i] += v.latencyCounts[i];
+        if (v.trafficShare > acc.trafficShare) acc.trafficShare = v.trafficShare;
+      }
+    };
+    for (const w of this.#workers.values()) add(w.stats);
+    for (const s of this.#retired) add(s);
+    return [...out.values()];
+  }
+
+  close(): void {
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+  }
+}
+
+export interface WorkerAgentOptions {
+  log?: Logger;
+  progressFlushMs?: number;
+  statsIntervalMs?: number;
+  /** Called when the primary asks the worker to shut down. */
+  onShutdown?: (graceMs: number) => void;
+}
+
+/** The worker's end: keeps its RoutingState in step with the primary. */
+export class WorkerAgent {
+  readonly #routing: Routing;
+  readonly #ch: Channel<ToPrimary>;
+  readonly #o: WorkerAgentOptions;
+  #progressTimer: NodeJS.Timeout | null = null;
+  #statsTimer: NodeJS.Timeout | null = null;
+
+  constructor(routing: Routing, ch: Channel<ToPrimary>, opts: WorkerAgentOptions = {}) {
+    this.#routing = routing;
+    this.#ch = ch;
+    this.#o = opts;
+  }
+
+  start(): void {
+    const r = this.#routing;
+    r.onFailure = (msg) => this.#ch.send({ t: 'molt:failure', msg });
+    r.onProgress = () => this.flushProgress();
+    this.#ch.onMessage((m) => this.#onMessage(m));
+    this.#progressTimer = setInterval(() => this.flushProgress(), this.#o.progressFlushMs ?? PROGRESS_FLUSH_MS);
+    this.#progressTimer.unref();
+    this.#statsTimer = setInterval(() => this.sendStats(), this.#o.statsIntervalMs ?? 1000);
+    this.#statsTimer.unref();
+  }
+
+  stop(): void {
+    if (this.#progressTimer) clearInterval(this.#progressTimer);
+    if (this.#statsTimer) clearInterval(this.#statsTimer);
+    this.#progressTimer = this.#statsTimer = null;
+    this.flushProgress();
+    this.sendStats();
+  }
+
+  flushProgress(): void {
+    const p = this.#routing.takeProgress();
+    if (p.length === 0) return;
+    this.#ch.send({ t: 'molt:progress', deltas: p.map((e): ProgressTuple => [e.id, e.epoch, e.count]) });
+  }
+
+  sendStats(): void {
+    this.#ch.send({ t: 'molt:stats', revision: this.#routing.revision, versions: this.#routing.stats() });
+  }
+
+  #onMessage(m: unknown): void {
+    if (!isMsg(m)) return;
+    const msg = m as ToWorker;
+    const r = this.#routing;
+    switch (msg.t) {
+      case 'molt:routes':
+        try {
+          r.apply(msg.table);
+        } catch (err) {
+          this.#o.log?.error({ err, revision: msg.table?.revision }, 'worker: could not apply the routing table');
+          return;
+        }
+        for (const [id, epoch] of msg.failed) r.markFailed(id, epoch);
+        for (const [id, epoch, total] of msg.totals) r.setProgressTotal(id, epoch, total);
+        this.#o.log?.debug({ revision: msg.table.revision }, 'worker: routing table applied');
+        this.#ch.send({ t: 'molt:applied', revision: msg.table.revision });
+        break;
+      case 'molt:markFailed':
+        r.markFailed(msg.id, msg.epoch);
+        break;
+      case 'molt:progress':
+        for (const [id, epoch, total] of msg.totals) r.setProgressTotal(id, epoch, total);
+        break;
+      case 'molt:shutdown':
+        this.#o.onShutdown?.(msg.graceMs);
+        break;
+    }
+  }
+}
