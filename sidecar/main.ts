@@ -211,7 +211,8 @@ async function runPrimary(opts: SidecarOptions, log: Logger, flush: () => void):
   onSignals(async (signal) => {
     shuttingDown = true;
     log.info({ signal }, 'sidecar shutting down');
-    coord.broadcast({ t: 'molt:shutdown', graceMs: SHUTDOWN_GRACE_MS });
+    // SIGTERM rather than an IPC message: it also reaches a worker still starting up.
+    for (const w of live.keys()) w.process.kill('SIGTERM');
     const deadline = setTimeout(() => {
       for (const w of live.keys()) w.kill('SIGKILL');
     }, SHUTDOWN_GRACE_MS + 2000);

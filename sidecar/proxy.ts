@@ -121,6 +121,8 @@ const T_HEADER = 1;
 const T_IDLE = 2;
 const T_LINGER = 3;
 const LINGER_MS = 2000;
+/** Body bytes up to this size that arrive with a head are copied into the head buffer (one write). */
+const MERGE_MAX = 16 * 1024;
 
 // exchange roles and states
 const ROLE_PRIMARY = 0;
@@ -715,7 +717,10 @@ class ClientConn implements TimerItem {
       return;
     }
     this.decision = d;
-    const out = this.#buildRequestHead(buf, hs, host);
+    // A small first body piece travels in the same buffer as the head: one write, one syscall.
+    const merge = first !== null && first.length <= MERGE_MAX ? first : null;
+    if (merge !== null) first = null;
+    const out = this.#buildRequestHead(buf, hs, host, merge);
 
     const cl = h.contentLength;
     const fitsRetry = bodyKind !== BODY_LENGTH || cl <= this.limits.maxRetryBodyBytes;
@@ -745,7 +750,7 @@ class ClientConn implements TimerItem {
 
   /** Rewrite the request head: request line and end-to-end headers copied as-is, hop-by-hop
    *  headers (RFC 9110 §7.6.1, and any named in Connection) and client X-Forwarded-* dropped, ours appended. */
-  #buildRequestHead(buf: Buffer, hs: number, host: string | undefined): Buffer {
+  #buildRequestHead(buf: Buffer, hs: number, host: string | undefined, tail: Buffer | null): Buffer {
     const h = this.head;
     const n = h.headerCount;
     const kinds = h.kinds;
@@ -765,7 +770,7 @@ class ClientConn implements TimerItem {
     for (let i = 0; i < n; i++) {
       if (!this.#dropRequestHeader(kinds[i]!, i, hasTokens)) size += h.lineEnd(i) - h.lineStart(i);
     }
-    const out = Buffer.allocUnsafe(size + add.length);
+    const out = Buffer.allocUnsafe(size + add.length + (tail !== null ? tail.length : 0));
     let pos = buf.copy(out, 0, hs + h.leading, hs + h.startLineEnd);
     let runStart = -1;
     let runEnd = -1;
@@ -778,7 +783,8 @@ class ClientConn implements TimerItem {
       runEnd = h.lineEnd(i);
     }
     if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-    out.write(add, pos, 'latin1');
+    pos += out.write(add, pos, 'latin1');
+    if (tail !== null) tail.copy(out, pos);
     return out;
   }
 
@@ -1004,27 +1010,45 @@ class ClientConn implements TimerItem {
     const isUpgrade = ex.status === 101;
     if (isUpgrade && !this.upgrade) { ex.abort(); this.proxy.routing.recordFailure(ex.target, 'protocol', 'unexpected 101', 0); sock.destroy(); return; }
     if (this.reqState !== RQ_DONE || ex.bodyKind === BODY_UNTIL_CLOSE || this.clientEnded || this.proxy.closing) this.keepAlive = false;
-    const head = this.#buildResponseHead(ex, isUpgrade);
-    sock.cork();
-    sock.write(head);
     if (isUpgrade) {
+      sock.cork();
+      sock.write(this.#buildResponseHead(ex, true, null, 0));
       this.#startTunnel(ex, c);
       sock.uncork();
       return;
     }
     if (c.socket.isPaused()) c.socket.resume();
+    const r = ex.rest;
+    ex.rest = null;
+    if (r !== null && r.length <= MERGE_MAX && !c.body.done) {
+      // Common case: head and a small body arrived together. One buffer, one write.
+      const n = c.body.execute(r, 0, r.length);
+      if (n === ERROR) { this.#badResponseBody(ex); return; }
+      sock.write(this.#buildResponseHead(ex, false, r, n));
+      if (c.body.done) {
+        if (n < r.length) ex.reusable = false;
+        ex.complete();
+        this.relayDone(ex);
+      }
+      return;
+    }
+    sock.cork();
+    sock.write(this.#buildResponseHead(ex, false, null, 0));
     if (c.body.done) {
+      if (r !== null) ex.reusable = false;
       ex.complete();
       this.relayDone(ex);
-    } else {
-      const r = ex.rest;
-      ex.rest = null;
-      if (r !== null) this.relayData(ex, r, 0);
-    }
+    } else if (r !== null) this.relayData(ex, r, 0);
     sock.uncork();
   }
 
-  #buildResponseHead(ex: Exchange, isUpgrade: boolean): Buffer {
+  #badResponseBody(ex: Exchange): void {
+    ex.abort();
+    this.proxy.routing.recordFailure(ex.target, 'protocol', 'bad response body framing', now() - ex.startedAt);
+    this.socket.destroy();
+  }
+
+  #buildResponseHead(ex: Exchange, isUpgrade: boolean, tail: Buffer | null, tailLen: number): Buffer {
     const h = ex.conn!.head;
     const buf = ex.headBuf!;
     const n = h.headerCount;
@@ -1036,7 +1060,7 @@ class ClientConn implements TimerItem {
     for (let i = 0; i < n; i++) {
       if (!dropResponseHeader(h, kinds[i]!, i, hasTokens, isUpgrade)) size += h.lineEnd(i) - h.lineStart(i);
     }
-    const out = Buffer.allocUnsafe(size + add.length);
+    const out = Buffer.allocUnsafe(size + add.length + tailLen);
     let pos = buf.copy(out, 0, 0, h.startLineEnd);
     let runStart = -1;
     let runEnd = -1;
@@ -1049,7 +1073,8 @@ class ClientConn implements TimerItem {
       runEnd = h.lineEnd(i);
     }
     if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-    out.write(add, pos, 'latin1');
+    pos += out.write(add, pos, 'latin1');
+    if (tail !== null && tailLen > 0) tail.copy(out, pos, 0, tailLen);
     return out;
   }
 
@@ -1057,12 +1082,7 @@ class ClientConn implements TimerItem {
     const c = ex.conn!;
     const b = c.body;
     const n = b.execute(buf, start, buf.length);
-    if (n === ERROR) {
-      ex.abort();
-      this.proxy.routing.recordFailure(ex.target, 'protocol', 'bad response body framing', now() - ex.startedAt);
-      this.socket.destroy();
-      return;
-    }
+    if (n === ERROR) { this.#badResponseBody(ex); return; }
     if (n > 0 && !this.socket.write(n === buf.length && start === 0 ? buf : buf.subarray(start, start + n))) {
       this.relayPaused = true;
       c.socket.pause();

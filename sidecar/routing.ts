@@ -114,7 +114,7 @@ class Target implements VersionTarget {
   readonly servingSince: number;
   readonly rec: VersionRecord;
   routable: boolean;
-  /** The version Set-Cookie line for this target under the app's current mode ("" in INSTANT). */
+  /** The version Set-Cookie line for this target under the app's current mode (Max-Age only in SESSION). */
   cookieHeader = '';
   #rr = 0;
   readonly #failCodes: Uint8Array;
@@ -237,12 +237,13 @@ class AppPlan {
 
     const tr = newest.transition;
     this.mode = newest.promoted ? 'INSTANT' : tr.mode;
-    const cookies = this.mode !== 'INSTANT';
-    const maxAge = Math.max(0, Math.floor(tr.sessionTimeoutSeconds));
+    // Every mode sets the version cookie (thesis 5.2.2): without it a later SESSION transition could
+    // not keep existing clients on the version they use. Only SESSION gives it an expiry (Max-Age =
+    // sessionTimeout, refreshed on each response); elsewhere it is a browser-session cookie.
+    const cookies = true;
+    const expiry = this.mode === 'SESSION' ? `; Max-Age=${Math.max(0, Math.floor(tr.sessionTimeoutSeconds))}` : '';
     for (const t of this.targets) {
-      t.cookieHeader = cookies
-        ? `Set-Cookie: ${this.versionCookie}=${t.id}; Max-Age=${maxAge}; Path=/; HttpOnly; SameSite=Lax\r\n`
-        : '';
+      t.cookieHeader = `Set-Cookie: ${this.versionCookie}=${t.id}${expiry}; Path=/; HttpOnly; SameSite=Lax\r\n`;
     }
     const maxDup = tr.maxDuplicateBodyBytes;
     for (const t of routables) {

@@ -23,6 +23,7 @@ export type ToWorker =
   | { t: 'molt:shutdown'; graceMs: number };
 
 export type ToPrimary =
+  | { t: 'molt:ready' }
   | { t: 'molt:applied'; revision: number }
   | { t: 'molt:failure'; msg: FailureMessage }
   | { t: 'molt:progress'; deltas: ProgressTuple[] }
@@ -44,6 +45,8 @@ export const APPLY_TIMEOUT_MS = 5000;
 
 interface WorkerEntry {
   ch: Channel<ToWorker>;
+  /** The worker listens for IPC messages (anything sent earlier would be lost). */
+  ready: boolean;
   revision: number;
   stats: VersionStats[];
 }
@@ -88,9 +91,8 @@ export class PrimaryCoordinator {
 
   addWorker(ch: Channel<ToWorker>): number {
     const id = this.#nextId++;
-    this.#workers.set(id, { ch, revision: 0, stats: [] });
+    this.#workers.set(id, { ch, ready: false, revision: 0, stats: [] });
     ch.onMessage((m) => this.#onMessage(id, m));
-    if (this.#table) ch.send(this.#routesMsg(this.#table));
     return id;
   }
 
@@ -115,8 +117,7 @@ export class PrimaryCoordinator {
     }
     this.#retired = this.#retired.map((s) => s.filter((v) => ids.has(v.versionId))).filter((s) => s.length > 0);
     this.#table = table;
-    const msg = this.#routesMsg(table);
-    for (const w of this.#workers.values()) w.ch.send(msg);
+    this.broadcast(this.#routesMsg(table));
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#log?.warn({ revision: table.revision }, 'workers: not every worker confirmed the table in time; acking anyway');
@@ -150,8 +151,9 @@ export class PrimaryCoordinator {
     });
   }
 
+  /** Send to every worker that is ready (a worker that is not gets the full state when it is). */
   broadcast(msg: ToWorker): void {
-    for (const w of this.#workers.values()) w.ch.send(msg);
+    for (const w of this.#workers.values()) if (w.ready) w.ch.send(msg);
   }
 
   #onMessage(id: number, m: unknown): void {
@@ -160,6 +162,10 @@ export class PrimaryCoordinator {
     if (!w) return;
     const msg = m as ToPrimary;
     switch (msg.t) {
+      case 'molt:ready':
+        w.ready = true;
+        if (this.#table) w.ch.send(this.#routesMsg(this.#table));
+        break;
       case 'molt:applied':
         w.revision = msg.revision;
         this.#checkWaiters();
@@ -273,6 +279,7 @@ export class WorkerAgent {
     r.onFailure = (msg) => this.#ch.send({ t: 'molt:failure', msg });
     r.onProgress = () => this.flushProgress();
     this.#ch.onMessage((m) => this.#onMessage(m));
+    this.#ch.send({ t: 'molt:ready' });
     this.#progressTimer = setInterval(() => this.flushProgress(), this.#o.progressFlushMs ?? PROGRESS_FLUSH_MS);
     this.#progressTimer.unref();
     this.#statsTimer = setInterval(() => this.sendStats(), this.#o.statsIntervalMs ?? 1000);

@@ -94,8 +94,11 @@ test('process runtime: SESSION keeps a client on its version until idle, GRADUAL
 
   // 1.10.0 is newer than 1.9.0 (semver, not string order).
   write(root, 'web-v2', appVersionYaml({ name: 'web-v2', app: 'web', version: '1.10.0', mode: 'SESSION', extraTransition: '    sessionTimeout: 60s', runtime: processRuntimeYaml({ BODY: 'v2' }) }));
-  const bob = new CookieClient(port);
-  await waitFor('new clients to get v2', async () => (await bob.get()).body === 'v2');
+  // A client that arrives once v2 is ready gets v2 (each attempt is a brand-new client).
+  const bob = await waitFor('new clients to get v2', async () => {
+    const c = new CookieClient(port);
+    return (await c.get()).body === 'v2' ? c : undefined;
+  });
   for (let i = 0; i < 10; i++) assert.equal((await alice.get()).body, 'v1', 'alice keeps her session on v1');
   for (let i = 0; i < 10; i++) assert.equal((await bob.get()).body, 'v2');
   alice.cookies.clear(); // idle past sessionTimeout: the cookie expired in the browser

@@ -53,7 +53,7 @@ test('cookie lookup: exact names only, trims, quotes', () => {
   assert.equal(parseBucket('x'), -1);
 });
 
-test('INSTANT: everything to the newest, fallback previous, no cookies', () => {
+test('INSTANT: everything to the newest, fallback previous, session cookie without expiry', () => {
   const r = createRoutingState();
   // deliberately oldest first: the state sorts defensively
   r.apply(table([app([ver('shop-v1', '1.9'), ver('shop-v2', '1.10')])]));
@@ -62,7 +62,8 @@ test('INSTANT: everything to the newest, fallback previous, no cookies', () => {
   assert.equal(d.primary.id, 'shop-v2');
   assert.equal(d.fallback?.id, 'shop-v1');
   assert.equal(d.shadow, null);
-  assert.equal(d.responseHeaders(d.primary), '');
+  // The version cookie is set in every mode, as a browser-session cookie (no expiry) outside SESSION.
+  assert.match(d.responseHeaders(d.primary), /^Set-Cookie: mv=shop-v\d; Path=\/; HttpOnly; SameSite=Lax\r\n$/);
   assert.deepEqual(d.primary.endpointKeys, ['127.0.0.1:1110']);
   assert.equal(d.primary.nextEndpoint(), 0);
   assert.ok(d.primary.isFailureStatus(503));
@@ -142,7 +143,7 @@ test('GRADUAL per request: threshold rises by percentagePerRequest; bucket cooki
   assert.equal(r.route('shop.example', 'mb=50', 'GET')!.primary.id, 'shop-v1'); // 50 < 50 is false
   const moved = r.route('shop.example', 'mb=50', 'GET')!; // threshold 60
   assert.equal(moved.primary.id, 'shop-v2');
-  assert.equal(moved.responseHeaders(moved.primary), 'Set-Cookie: mv=shop-v2; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax\r\n');
+  assert.equal(moved.responseHeaders(moved.primary), 'Set-Cookie: mv=shop-v2; Path=/; HttpOnly; SameSite=Lax\r\n');
   // a client that moved stays moved even with a high bucket
   assert.equal(r.route('shop.example', 'mb=99; mv=shop-v2', 'GET')!.primary.id, 'shop-v2');
   // new client, random bucket below threshold: straight to the newest with a bucket cookie
@@ -202,7 +203,8 @@ test('promoted newest: INSTANT semantics', () => {
   r.apply(table([app([ver('shop-v2', '2.0', { mode: 'SESSION' }, { promoted: true }), ver('shop-v1', '1.0')])]));
   const d = r.route('shop.example', 'mv=shop-v1', 'GET')!;
   assert.equal(d.primary.id, 'shop-v2');
-  assert.equal(d.responseHeaders(d.primary), '');
+  // The version cookie is set in every mode, as a browser-session cookie (no expiry) outside SESSION.
+  assert.match(d.responseHeaders(d.primary), /^Set-Cookie: mv=shop-v\d; Path=\/; HttpOnly; SameSite=Lax\r\n$/);
 });
 
 test('rollback on first failure: newest unroutable at once, onFailure fires once', () => {

@@ -204,6 +204,18 @@ export class KubeController {
     await synced;
     if (!this.#started) return;
     this.#log?.info({ namespace: this.namespace, identity: this.identity }, 'kubernetes caches synced');
+    // First table from the caches alone, for every app at once: reconciling apps one by one would push
+    // tables missing the apps not reconciled yet.
+    for (const raw of this.#avs.list()) {
+      if (raw.metadata.deletionTimestamp) continue;
+      const v = this.#routingOnly(raw);
+      if (!v) continue;
+      const key = keyOf(raw);
+      const list = this.#routes.get(key);
+      if (list) list.push(v);
+      else this.#routes.set(key, [v]);
+    }
+    this.#publish();
     this.#queue.start();
     this.#enqueueAll();
     this.#elector.start();

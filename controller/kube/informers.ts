@@ -77,6 +77,11 @@ export class Watched<T extends KubernetesObject> extends EventEmitter<WatchedEve
     this.#informer.on('error', (err) => this.#onError(err));
   }
 
+  /** The resourceVersion a watch would resume from ('' = will re-list). */
+  get resourceVersion(): string {
+    return (this.#informer as unknown as { latestResourceVersion(): string }).latestResourceVersion();
+  }
+
   get synced(): boolean {
     return this.#synced;
   }

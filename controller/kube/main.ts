@@ -58,10 +58,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
     },
     'controller --kubernetes',
   );
-  if (args.help) {
-    process.stdout.write(KUBE_HELP);
-    throw new MoltError('MOLT_ERR_USAGE', 'help shown');
-  }
+  if (args.help) throw new MoltError('MOLT_ERR_USAGE', KUBE_HELP);
   if (args.positional.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${args.positional[0]}"`);
   log ??= createLogger(args.flags['log-level']!);
   const leaseDurationMs = parseDuration(args.flags['lease-duration']);

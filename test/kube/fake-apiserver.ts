@@ -302,6 +302,7 @@ export class FakeApiServer {
     const tooOld = !!from && from !== '0' && (!Number.isFinite(Number(from)) || Number(from) <= this.#compactedRv);
     if (tooOld && this.goneAsHttpStatus) return this.#status(res, 410, 'Expired', 'too old resource version');
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders();
     if (tooOld) return this.#gone(res);
     if (from && from !== '0') {
       const rv = Number(from);
