@@ -830,6 +830,8 @@ class ClientConn implements TimerItem {
         // Too big to duplicate after all (chunked): the shadow is dropped, nothing recorded.
         s.abort();
         this.shadow = null;
+        const p = this.ex;
+        if (this.primaryFailed && this.respState === RS_NONE && p !== null && p.state === X_HOLD) this.#startRelay(p);
       } else if (!s.send(chunk)) ok = false;
     }
     if (!ok && !this.readPaused) { this.readPaused = true; this.socket.pause(); }
