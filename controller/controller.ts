@@ -384,7 +384,14 @@ export class LocalController implements ControllerApi {
         const rec = this.state.get(v.id);
         const av = desired.get(v.id);
         if (!rec || !av || TERMINAL.has(rec.phase)) return;
-        const share = this.#share.get(v.id)?.share ?? (i === 0 ? 1 : 0);
+        // Until the sidecar's first stats arrive, only INSTANT's share is known.
+        const share = this.#share.get(v.id)?.share ?? (i === 0 && v.transition.mode === 'INSTANT' ? 1 : 0);
+        if (i === 0 && share >= 1 && v.transition.mode === 'GRADUAL' && !rec.promoted) {
+          // A finished GRADUAL transition is recorded, so a restarted sidecar (whose per-request
+          // threshold starts from 0 again) does not send clients back to the previous version.
+          rec.promoted = true;
+          this.requestReconcile();
+        }
         if (i === 0 && (rec.promoted || v.transition.mode === 'INSTANT' || app.versions.length === 1 || share >= 1)) {
           if (rec.phase !== 'Promoted') this.#log.info({ name: v.id, app: app.name, version: v.version }, 'version promoted: it takes all new traffic');
           this.#transition(rec, 'Promoted', 'TransitionComplete', 'all new traffic goes to this version', now);
