@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
+import { parseArgs, parseHostPort } from '../controller/args.js';
 import { MoltError } from '../controller/errors.js';
 import { ControlClient } from './control-client.js';
 import { createProxy } from './proxy.js';
@@ -29,54 +30,27 @@ export interface SidecarOptions {
   logLevel: string;
 }
 
-const USAGE = 'usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL]';
+export const SIDECAR_HELP = `Usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL]
 
-function usage(message: string, path?: string): MoltError {
-  return new MoltError('MOLT_ERR_USAGE', `${message}\n${USAGE}`, path ? { path } : {});
-}
+The HTTP proxy every user request passes through. Connects to the controller's control socket,
+applies the routing tables it sends, reports failures and stats back, and keeps serving its last
+table while the controller is away. Normally started (and restarted) by \`molt up\`.
+`;
 
 /** Parses the sidecar's arguments (a leading "sidecar" subcommand word is accepted). */
 export function parseSidecarArgs(argv: string[]): SidecarOptions {
-  const args = argv[0] === 'sidecar' ? argv.slice(1) : argv;
-  let listen: string | undefined;
-  let control: string | undefined;
-  let workers = 1;
-  let logLevel = 'info';
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const eq = a.indexOf('=');
-    const flag = a.startsWith('--') && eq !== -1 ? a.slice(0, eq) : a;
-    const value = (): string => {
-      if (a.startsWith('--') && eq !== -1) return a.slice(eq + 1);
-      const v = args[++i];
-      if (v === undefined) throw usage(`${flag} needs a value`, flag);
-      return v;
-    };
-    switch (flag) {
-      case '--listen': listen = value(); break;
-      case '--control': control = value(); break;
-      case '--workers': {
-        const v = value();
-        workers = Number(v);
-        if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw usage(`--workers must be an integer 1..256, got "${v}"`, '--workers');
-        break;
-      }
-      case '--log-level':
-        logLevel = value();
-        if (!LEVELS.has(logLevel)) throw usage(`--log-level must be one of ${[...LEVELS].join(', ')}`, '--log-level');
-        break;
-      default:
-        throw usage(`unknown argument "${a}"`);
-    }
-  }
-  if (!listen) throw usage('--listen is required', '--listen');
-  if (!control) throw usage('--control is required', '--control');
-  const colon = listen.lastIndexOf(':');
-  if (colon <= 0) throw usage(`--listen must be HOST:PORT, got "${listen}"`, '--listen');
-  let host = listen.slice(0, colon);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  const port = Number(listen.slice(colon + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw usage(`--listen port must be 0..65535, got "${listen}"`, '--listen');
+  const args = parseArgs(argv[0] === 'sidecar' ? argv.slice(1) : argv, {
+    values: { listen: undefined, control: undefined, workers: '1', 'log-level': 'info' },
+  }, 'sidecar');
+  if (args.positional.length) throw new MoltError('MOLT_ERR_USAGE', `unknown argument "${args.positional[0]}"\n${SIDECAR_HELP}`);
+  const { listen, control } = args.flags;
+  if (!listen) throw new MoltError('MOLT_ERR_USAGE', `--listen is required\n${SIDECAR_HELP}`, { path: '--listen' });
+  if (!control) throw new MoltError('MOLT_ERR_USAGE', `--control is required\n${SIDECAR_HELP}`, { path: '--control' });
+  const { host, port } = parseHostPort(listen, 'listen');
+  const workers = Number(args.flags.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new MoltError('MOLT_ERR_USAGE', `--workers must be an integer 1..256, got "${args.flags.workers}"`, { path: '--workers' });
+  const logLevel = args.flags['log-level']!;
+  if (!LEVELS.has(logLevel)) throw new MoltError('MOLT_ERR_USAGE', `--log-level must be one of ${[...LEVELS].join(', ')}`, { path: '--log-level' });
   return { host, port, controlPath: control, workers, logLevel };
 }
 
@@ -238,6 +212,10 @@ function rebuildArgs(o: SidecarOptions): string[] {
  * (MOLT_ERR_USAGE) on bad arguments.
  */
 export async function runSidecar(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(SIDECAR_HELP);
+    return;
+  }
   const opts = parseSidecarArgs(argv);
   if (cluster.isWorker && process.env[WORKER_ENV] === '1') {
     const { log, flush } = makeLogger(opts.logLevel, { worker: cluster.worker?.id });
