@@ -1,0 +1,330 @@
+// The fault scenarios of issue 5. Each runs under continuous mixed load (MixedLoad) and returns one
+// ScenarioResult row. Used by bench/faults/run.ts (all of them, writes docs/reliability.md) and by
+// test/faults.test.ts (the fast, deterministic subset, with assertions).
+
+import fs from 'node:fs';
+import path from 'node:path';
+import Dockerode from 'dockerode';
+import { controllerIdFor } from '../../controller/up.js';
+import { LABEL_APPVERSION, LABEL_MANAGED_BY } from '../../controller/runtime/types.js';
+import { alive } from '../../controller/supervisor.js';
+import { buildTestImages, ensureDocker } from '../../test/helpers/docker.js';
+import { freePort, waitFor } from '../../test/helpers/molt.js';
+import { analyze, killLeftovers, MoltChild, MoltEnv, outage, readReqLog, type ScenarioResult, type VersionOpts } from './harness.js';
+import { MixedLoad, type WorkerSpec } from './load.js';
+
+export interface Scenario {
+  id: string;
+  title: string;
+  runtime: 'process' | 'docker';
+  /** Fast and deterministic enough for CI (test/faults.test.ts). */
+  ci: boolean;
+  run(): Promise<ScenarioResult>;
+}
+
+const GET_ONLY: WorkerSpec[] = [
+  { method: 'GET', keepAlive: true },
+  { method: 'GET', keepAlive: true },
+  { method: 'GET', keepAlive: false },
+];
+
+/** Let the load run for `n` more requests (instead of a fixed sleep). */
+async function more(load: MixedLoad, n: number, timeoutMs = 30000): Promise<void> {
+  const target = load.records.length + n;
+  await waitFor(`${n} more requests`, () => load.records.length >= target, timeoutMs);
+}
+
+const V1: VersionOpts = { name: 'shop-v1', version: '1.0.0' };
+const RESPONSE_TIMEOUT = { responseTimeout: '1s' };
+
+// ------------------------------------------------------------------------------------------------
+// process runtime: the newest version misbehaves from its first request
+
+function newestFails(id: string, title: string, bad: Omit<VersionOpts, 'name' | 'version'>, workers?: WorkerSpec[], ci = true): Scenario {
+  return {
+    id, title, runtime: 'process', ci,
+    async run() {
+      const env = await new MoltEnv().start();
+      try {
+        env.write(V1);
+        await env.waitServing('shop-v1');
+        const load = new MixedLoad(env.port, workers).start();
+        await more(load, 100);
+        const faultAt = Date.now();
+        env.write({ name: 'shop-v2', version: '2.0.0', failurePolicy: RESPONSE_TIMEOUT, ...bad, mode: bad.mode?.replace('{root}', env.root) });
+        await env.waitPhase('shop-v2', ['RolledBack', 'Failed']);
+        await more(load, 300);
+        await load.stop();
+        return analyze({ id, title, runtime: 'process', records: load.records, root: env.root, logged: ['shop-v1', 'shop-v2'], bad: 'shop-v2', faultAt, failures: env.failures, finalPhase: env.phase('shop-v2') ?? '?' });
+      } finally {
+        await env.stop().catch(() => {});
+        killLeftovers(path.join(env.root, 'state'));
+      }
+    },
+  };
+}
+
+/** The newest version serves fine, then its process dies: killed (SIGKILL) or exiting by itself. */
+function newestCrashes(id: string, title: string, how: 'kill' | 'exit'): Scenario {
+  return {
+    id, title, runtime: 'process', ci: how === 'kill',
+    async run() {
+      const env = await new MoltEnv().start();
+      try {
+        env.write(V1);
+        await env.waitServing('shop-v1');
+        const load = new MixedLoad(env.port).start();
+        env.write({ name: 'shop-v2', version: '2.0.0', mode: how === 'exit' ? 'crash-after-ms:3000' : 'ok' });
+        await env.waitPhase('shop-v2', ['Promoted']);
+        let faultAt: number;
+        if (how === 'kill') {
+          await more(load, 200);
+          faultAt = Date.now();
+          for (const pid of env.processPids('shop-v2')) process.kill(-pid, 'SIGKILL');
+        } else {
+          const pids = env.processPids('shop-v2');
+          await waitFor('v2 to exit', () => pids.every((p) => !alive(p)), 10000);
+          faultAt = Date.now();
+        }
+        await env.waitPhase('shop-v2', ['RolledBack']);
+        await more(load, 300);
+        await load.stop();
+        const notes = how === 'exit' ? ['fault time = when the exit was observed (≤50 ms late)'] : [];
+        return analyze({ id, title, runtime: 'process', records: load.records, root: env.root, logged: ['shop-v1', 'shop-v2'], bad: 'shop-v2', faultAt, failures: env.failures, finalPhase: env.phase('shop-v2') ?? '?', notes });
+      } finally {
+        await env.stop().catch(() => {});
+        killLeftovers(path.join(env.root, 'state'));
+      }
+    },
+  };
+}
+
+/** 500s at first; rolled back; the cause is fixed; `molt promote` re-admits it under load. */
+const recovers: Scenario = {
+  id: 'recovers', title: 'newest answers 500, recovers later, re-admitted with promote', runtime: 'process', ci: true,
+  async run() {
+    const env = await new MoltEnv().start();
+    try {
+      const fixed = path.join(env.root, 'v2-fixed');
+      env.write(V1);
+      await env.waitServing('shop-v1');
+      const load = new MixedLoad(env.port).start();
+      await more(load, 100);
+      const faultAt = Date.now();
+      env.write({ name: 'shop-v2', version: '2.0.0', mode: `ok-when:${fixed}` });
+      await env.waitPhase('shop-v2', ['RolledBack']);
+      await more(load, 200);
+      fs.writeFileSync(fixed, 'fixed');
+      const until = Date.now();
+      await env.handle.controller.promote('shop', 'shop-v2');
+      await env.waitPhase('shop-v2', ['Promoted']);
+      await waitFor('v2 answers', () => load.records.slice(-5).every((r) => r.servedBy === 'shop-v2'), 10000);
+      await more(load, 300);
+      await load.stop();
+      const r = analyze({ id: this.id, title: this.title, runtime: 'process', records: load.records, root: env.root, logged: ['shop-v1', 'shop-v2'], bad: 'shop-v2', faultAt, failures: env.failures, finalPhase: env.phase('shop-v2') ?? '?', until });
+      r.notes.push(`after re-admission v2 answered ${load.records.filter((x) => x.start > until && x.servedBy === 'shop-v2').length} requests`);
+      return r;
+    } finally {
+      await env.stop().catch(() => {});
+      killLeftovers(path.join(env.root, 'state'));
+    }
+  },
+};
+
+// ------------------------------------------------------------------------------------------------
+// controller and sidecar faults
+
+/** v3 starts failing while the controller is down (in-process crash: detach + stop, then runUp again). */
+const controllerRestart: Scenario = {
+  id: 'controller-restart', title: 'controller crashes (in-process) and restarts; newest fails while it is down', runtime: 'process', ci: true,
+  async run() {
+    const env = await new MoltEnv().start();
+    try {
+      const broken = path.join(env.root, 'v2-broken');
+      env.write(V1);
+      await env.waitServing('shop-v1');
+      const load = new MixedLoad(env.port).start();
+      env.write({ name: 'shop-v2', version: '2.0.0', mode: `fail-when:${broken}` });
+      await env.waitPhase('shop-v2', ['Promoted']);
+      await more(load, 100);
+      const sidecarPid = env.handle.supervisor.pid;
+      await env.crashController();
+      await more(load, 100);
+      const faultAt = Date.now();
+      fs.writeFileSync(broken, 'broken'); // the sidecar must roll back on its own and queue the report
+      await more(load, 200);
+      await env.restartController();
+      await env.handle.controller.reconcileNow();
+      await env.waitPhase('shop-v2', ['RolledBack'], 10000);
+      fs.rmSync(broken); // even healthy again, a rolled-back version must get no traffic
+      const restartedAt = Date.now();
+      await more(load, 300);
+      await load.stop();
+      const r = analyze({ id: this.id, title: this.title, runtime: 'process', records: load.records, root: env.root, logged: ['shop-v1', 'shop-v2'], bad: 'shop-v2', faultAt, failures: env.failures, finalPhase: env.phase('shop-v2') ?? '?' });
+      const after = readReqLog(env.root, 'shop-v2').filter((l) => l.at > restartedAt).length;
+      r.facts = { sidecarAdopted: env.handle.supervisor.pid === sidecarPid, badAfterRestart: after };
+      r.notes.push(`sidecar ${env.handle.supervisor.pid === sidecarPid ? 'adopted (same pid)' : 'REPLACED'}; v2 requests after restart: ${after}`);
+      return r;
+    } finally {
+      await env.stop().catch(() => {});
+      killLeftovers(path.join(env.root, 'state'));
+    }
+  },
+};
+
+/** A real `node bin/molt.js up` killed with SIGKILL and started again. */
+const controllerSigkill: Scenario = {
+  id: 'controller-sigkill', title: 'real `molt up` SIGKILLed and restarted; newest fails while it is down', runtime: 'process', ci: false,
+  async run() {
+    const env = new MoltEnv(); // used for its temp root and file writes only
+    fs.mkdirSync(path.join(env.root, 'reqlogs'), { recursive: true });
+    const port = await freePort();
+    const molt = new MoltChild(env.root, port, await freePort());
+    try {
+      const broken = path.join(env.root, 'v2-broken');
+      env.write(V1);
+      molt.start();
+      await waitFor('v1 to serve', async () => (await molt.phase('shop-v1')) === 'Promoted', 30000);
+      const load = new MixedLoad(port).start();
+      env.write({ name: 'shop-v2', version: '2.0.0', mode: `fail-when:${broken}` });
+      await waitFor('v2 promoted', async () => (await molt.phase('shop-v2')) === 'Promoted', 30000);
+      await more(load, 100);
+      const sidecarPid = (JSON.parse(fs.readFileSync(path.join(env.root, 'state', 'sidecar.pid'), 'utf8')) as { pid: number }).pid;
+      await molt.kill('SIGKILL');
+      const faultAt = Date.now();
+      fs.writeFileSync(broken, 'broken');
+      await more(load, 200);
+      molt.start();
+      await waitFor('controller back, v2 rolled back', async () => (await molt.phase('shop-v2')) === 'RolledBack', 30000);
+      fs.rmSync(broken);
+      const restartedAt = Date.now();
+      await more(load, 300);
+      await load.stop();
+      const sidecarNow = (JSON.parse(fs.readFileSync(path.join(env.root, 'state', 'sidecar.pid'), 'utf8')) as { pid: number }).pid;
+      const r = analyze({ id: this.id, title: this.title, runtime: 'process', records: load.records, root: env.root, logged: ['shop-v1', 'shop-v2'], bad: 'shop-v2', faultAt, failures: [], finalPhase: (await molt.phase('shop-v2')) ?? '?' });
+      r.facts = { sidecarAdopted: sidecarNow === sidecarPid && alive(sidecarPid), badAfterRestart: readReqLog(env.root, 'shop-v2').filter((l) => l.at > restartedAt).length };
+      r.notes.push(`sidecar ${sidecarNow === sidecarPid && alive(sidecarPid) ? 'adopted (same pid)' : 'REPLACED'}; v2 requests after restart: ${readReqLog(env.root, 'shop-v2').filter((l) => l.at > restartedAt).length}; rollback ms n/a (report went to the new controller)`);
+      return r;
+    } finally {
+      await molt.kill('SIGTERM');
+      killLeftovers(path.join(env.root, 'state'));
+    }
+  },
+};
+
+const sidecarKill: Scenario = {
+  id: 'sidecar-kill', title: 'sidecar SIGKILLed; the supervisor restarts it', runtime: 'process', ci: true,
+  async run() {
+    const env = await new MoltEnv().start();
+    try {
+      env.write(V1);
+      await env.waitServing('shop-v1');
+      const load = new MixedLoad(env.port).start();
+      await more(load, 200);
+      const old = env.handle.supervisor.pid;
+      const faultAt = Date.now();
+      process.kill(old, 'SIGKILL');
+      await waitFor('a new sidecar', () => env.handle.supervisor.pid !== old && env.handle.supervisor.pid > 0, 10000);
+      const respawnMs = Date.now() - faultAt;
+      await waitFor('serving again', () => load.records.slice(-5).length === 5 && load.records.slice(-5).every((r) => r.servedBy === 'shop-v1' && r.start > faultAt), 15000);
+      await more(load, 300);
+      await load.stop();
+      const r = analyze({ id: this.id, title: this.title, runtime: 'process', records: load.records, root: env.root, logged: ['shop-v1'], bad: null, faultAt, failures: env.failures, finalPhase: env.phase('shop-v1') ?? '?' });
+      Object.assign(r, outage(load.records, faultAt));
+      const after = load.records.filter((x) => x.start >= faultAt);
+      const firstAnswer = after.find((x) => x.status > 0);
+      const firstOk = after.find((x) => x.servedBy === 'shop-v1');
+      const noTable = after.filter((x) => x.status === 503).length;
+      r.facts = { respawnMs, sidecarReplaced: env.handle.supervisor.pid !== old };
+      r.notes.push(`new sidecar pid seen after ≤${respawnMs} ms; first HTTP answer ${firstAnswer ? firstAnswer.end - faultAt : '?'} ms, first 200 ${firstOk ? firstOk.end - faultAt : '?'} ms after the kill; ${noTable} × 503 "no routing table yet"`);
+      return r;
+    } finally {
+      await env.stop().catch(() => {});
+      killLeftovers(path.join(env.root, 'state'));
+    }
+  },
+};
+
+// ------------------------------------------------------------------------------------------------
+// docker runtime (busybox images from test/helpers/docker.ts: GET only, no request log)
+
+async function dockerOrSkip(): Promise<Dockerode | string> {
+  const d = await ensureDocker();
+  if ('skip' in d) return d.skip;
+  await buildTestImages(d.docker);
+  process.env.DOCKER_HOST ??= `unix://${d.socketPath}`;
+  return d.docker;
+}
+
+async function removeContainers(docker: Dockerode, stateDir: string): Promise<void> {
+  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED_BY}=${controllerIdFor(stateDir)}`] } });
+  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+}
+
+function dockerScenario(id: string, title: string, bad: { image: string; kill?: boolean }): Scenario {
+  return {
+    id, title, runtime: 'docker', ci: false,
+    async run() {
+      const docker = await dockerOrSkip();
+      if (typeof docker === 'string') throw new Error(`docker unavailable: ${docker}`);
+      const env = await new MoltEnv().start();
+      try {
+        env.write({ name: 'shop-v1', version: '1.0.0', image: 'v1' });
+        await waitFor('v1 to serve', async () => env.phase('shop-v1') === 'Promoted', 60000);
+        const load = new MixedLoad(env.port, GET_ONLY).start();
+        await more(load, 100);
+        let faultAt = Date.now();
+        env.write({ name: 'shop-v2', version: '2.0.0', image: bad.image, failurePolicy: RESPONSE_TIMEOUT });
+        if (bad.kill) {
+          await env.waitPhase('shop-v2', ['Promoted'], 60000);
+          await more(load, 200);
+          const list = await docker.listContainers({ filters: { label: [`${LABEL_APPVERSION}=shop-v2`, `${LABEL_MANAGED_BY}=${controllerIdFor(path.join(env.root, 'state'))}`] } });
+          faultAt = Date.now();
+          await Promise.all(list.map((c) => docker.getContainer(c.Id).kill()));
+        }
+        await env.waitPhase('shop-v2', ['RolledBack', 'Failed'], 60000);
+        await more(load, 300);
+        await load.stop();
+        // Client side only: which answers came from the bad image (v2/v4 bodies).
+        const r = analyze({ id, title, runtime: 'docker', records: load.records, root: env.root, logged: [], bad: 'shop-v2', faultAt, failures: env.failures, finalPhase: env.phase('shop-v2') ?? '?' });
+        r.notes.push('GET only (busybox image); bad-version hits from client answers only');
+        r.toPreviousMs = null;
+        const badBody = bad.image;
+        const served = load.records.filter((x) => x.servedBy === badBody);
+        const failure = env.failures.find((f) => f.versionId === 'shop-v2');
+        const t0 = failure?.firstFailureAt ?? faultAt;
+        r.badHits = served.filter((x) => x.start >= t0).length;
+        return r;
+      } finally {
+        await env.stop().catch(() => {});
+        await removeContainers(docker, path.join(env.root, 'state'));
+      }
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+
+export const SCENARIOS: Scenario[] = [
+  newestFails('500', 'newest answers 500', { mode: '500' }),
+  newestCrashes('crash-kill', 'newest process killed (SIGKILL) while serving', 'kill'),
+  newestCrashes('crash-exit', 'newest process exits by itself 3 s after start', 'exit'),
+  newestFails('hang', 'newest hangs (responseTimeout 1s)', { mode: 'hang' }),
+  newestFails('reset', 'newest accepts, reads, then resets', { mode: 'reset' }),
+  newestFails('slow', 'newest answers after 2 s (responseTimeout 1s)', { mode: 'slow:2000' }, undefined, false),
+  newestFails('bad-replica', 'replicas: 2, one bad (500)', { mode: 'bad-replica:{root}/bad-replica.lock', replicas: 2 }),
+  newestFails('bad-path', 'newest fails only on /api/*', { mode: 'fail-path:/api' }, [
+    { method: 'GET', keepAlive: true, paths: ['/', '/api/items'] },
+    { method: 'GET', keepAlive: false },
+    { method: 'POST', keepAlive: true },
+    { method: 'POST', keepAlive: false, paths: ['/', '/api/orders'] },
+  ], false),
+  recovers,
+  controllerRestart,
+  controllerSigkill,
+  sidecarKill,
+  dockerScenario('docker-500', 'container answers 500 (molt-test-app:v3)', { image: 'v3' }),
+  dockerScenario('docker-hang', 'container hangs (molt-test-app:hang, responseTimeout 1s)', { image: 'hang' }),
+  dockerScenario('docker-kill', 'container killed while serving (docker kill)', { image: 'v2', kill: true }),
+  dockerScenario('docker-exit', 'container exits 2 s after start (molt-test-app:v4)', { image: 'v4' }),
+];

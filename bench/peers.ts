@@ -1,0 +1,328 @@
+// The processes the benchmark measures: an nginx backend, the molt sidecar and the peer proxies
+// (nginx, HAProxy, Caddy, npm http-proxy). Every config, pid file and log lives under one temp
+// directory; every process listens on 127.0.0.1 on a port picked by binding port 0, runs in the
+// foreground as our child, and is stopped with SIGTERM (SIGKILL after a grace period).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
+export const SIDECAR_MAIN = path.resolve(HERE, '..', 'sidecar', 'main.js');
+const HTTP_PROXY_SERVER = path.resolve(HERE, 'http-proxy-server.js');
+
+export class PeerError extends Error {
+  readonly code = 'MOLT_ERR_BENCH_PEER';
+  constructor(message: string, readonly peer: string, readonly logFile?: string) {
+    super(message);
+    this.name = 'PeerError';
+  }
+}
+
+/** A port that was free a moment ago (bind 127.0.0.1:0, read it, close). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+const live = new Set<Peer>();
+
+/** One child process the benchmark started. */
+export class Peer {
+  readonly name: string;
+  readonly port: number;
+  readonly logFile: string;
+  readonly child: ChildProcess;
+  #exited: Promise<void>;
+
+  constructor(name: string, port: number, logFile: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+    this.name = name;
+    this.port = port;
+    this.logFile = logFile;
+    const fd = fs.openSync(logFile, 'a');
+    this.child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+    fs.closeSync(fd);
+    this.#exited = once(this.child, 'exit').then(() => undefined, () => undefined);
+    this.child.on('error', () => {}); // surfaced by waitReady (the port never answers)
+    live.add(this);
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/`;
+  }
+
+  /** Waits until GET / answers 200 (the process is up and, for proxies, reaches the backend). */
+  async waitReady(timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new PeerError(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) before it was ready; see ${this.logFile}:\n${tail(this.logFile)}`, this.name, this.logFile);
+      }
+      const status = await probe(this.port);
+      if (status === 200) return;
+      last = status === null ? 'no answer' : `status ${status}`;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new PeerError(`${this.name} not ready on port ${this.port} after ${timeoutMs} ms (${last}); see ${this.logFile}:\n${tail(this.logFile)}`, this.name, this.logFile);
+  }
+
+  async stop(graceMs = 12_000): Promise<void> {
+    live.delete(this);
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.#exited;
+    clearTimeout(t);
+  }
+}
+
+/** Stops every peer still running (used on normal exit and on SIGINT). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((p) => p.stop(3000)));
+}
+
+export interface CpuTimes {
+  /** Seconds of user and system CPU, summed over a process and its descendants. */
+  user: number;
+  sys: number;
+}
+
+const CLK_TCK = 100; // USER_HZ; 100 on every Linux we run on
+
+function readStat(pid: number): { ppid: number; utime: number; stime: number } | null {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] = state (field 3)
+    return { ppid: Number(f[1]), utime: Number(f[11]), stime: Number(f[12]) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time used so far by `pid` and its live descendants (nginx/molt workers), from /proc
+ * (Linux only; zeros elsewhere). Resolution 10 ms: enough over a multi-second wrk run.
+ */
+export function cpuTimes(pid: number | undefined): CpuTimes {
+  if (pid === undefined || process.platform !== 'linux') return { user: 0, sys: 0 };
+  const parent = new Map<number, number>();
+  const stats = new Map<number, { utime: number; stime: number }>();
+  for (const name of fs.readdirSync('/proc')) {
+    const p = Number(name);
+    if (!Number.isInteger(p)) continue;
+    const st = readStat(p);
+    if (!st) continue;
+    parent.set(p, st.ppid);
+    stats.set(p, st);
+  }
+  let user = 0;
+  let sys = 0;
+  for (const [p, st] of stats) {
+    let q: number | undefined = p;
+    for (let depth = 0; q !== undefined && q > 1 && depth < 4; depth++) {
+      if (q === pid) {
+        user += st.utime;
+        sys += st.stime;
+        break;
+      }
+      q = parent.get(q);
+    }
+  }
+  return { user: user / CLK_TCK, sys: sys / CLK_TCK };
+}
+
+function probe(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: 1000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? null));
+      res.on('error', () => resolve(null));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+  });
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+// ---- nginx ----
+
+function nginxMain(dir: string, workers: number, http: string): string {
+  return `worker_processes ${workers};
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+daemon off;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 65s;
+${http}
+}
+`;
+}
+
+function startNginx(name: string, root: string, port: number, workers: number, httpBlock: string): Peer {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, nginxMain(dir, workers, httpBlock));
+  return new Peer(name, port, path.join(dir, 'stderr.log'), 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf]);
+}
+
+/**
+ * The backend: nginx answering every request with a small static body, one server block per
+ * port (ports[0] = "v1", ports[1] = "v2" when given). Each peer proxy and molt sit in front of it.
+ */
+export function startNginxBackend(root: string, name: string, ports: number[], workers = 1): Peer {
+  const servers = ports.map((p, i) => `  server {
+    listen 127.0.0.1:${p} reuseport;
+    default_type text/plain;
+    location / { return 200 "hello from molt bench backend v${i + 1}\\n"; }
+  }`).join('\n');
+  return startNginx(name, root, ports[0], workers, servers);
+}
+
+export type NginxProxyMode = 'plain' | 'split' | 'mirror';
+
+/**
+ * nginx as a reverse proxy with upstream keep-alive. `plain`: one upstream. `split`: two upstreams
+ * round-robin (nginx's nearest equivalent of a 50 % GRADUAL split). `mirror`: every request goes to
+ * upstreams[1] and is mirrored to upstreams[0] (nginx's equivalent of CONCURRENT).
+ */
+export function startNginxProxy(root: string, name: string, port: number, upstreams: number[], workers = 1, mode: NginxProxyMode = 'plain'): Peer {
+  const pool = (id: string, ports: number[]) => `  upstream ${id} {
+${ports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
+    keepalive 256;
+    keepalive_requests 10000000;
+  }`;
+  const proxied = `proxy_http_version 1.1; proxy_set_header Connection "";`;
+  let http: string;
+  if (mode === 'mirror') {
+    http = `${pool('primary', [upstreams[1]])}
+${pool('shadow', [upstreams[0]])}
+  server {
+    listen 127.0.0.1:${port};
+    location / { mirror /__mirror; proxy_pass http://primary; ${proxied} }
+    location = /__mirror { internal; proxy_pass http://shadow$request_uri; ${proxied} }
+  }`;
+  } else {
+    http = `${pool('backend', mode === 'split' ? upstreams.slice(0, 2) : [upstreams[0]])}
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://backend; ${proxied} }
+  }`;
+  }
+  return startNginx(name, root, port, workers, http);
+}
+
+// ---- HAProxy ----
+
+export function startHaproxy(root: string, name: string, port: number, upstream: number): Peer {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'haproxy.cfg');
+  fs.writeFileSync(conf, `global
+  nbthread 1
+  maxconn 8192
+  pidfile ${dir}/haproxy.pid
+
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 30s
+
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend be
+
+backend be
+  http-reuse always
+  server s1 127.0.0.1:${upstream}
+`);
+  return new Peer(name, port, path.join(dir, 'stderr.log'), 'haproxy', ['-db', '-f', conf]);
+}
+
+// ---- Caddy ----
+
+export function startCaddy(root: string, name: string, port: number, upstream: number): Peer {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'caddy.json');
+  fs.writeFileSync(conf, JSON.stringify({
+    admin: { disabled: true }, // no admin endpoint on :2019 (other sessions share this host)
+    logging: { logs: { default: { level: 'ERROR' } } },
+    apps: {
+      http: {
+        servers: {
+          bench: {
+            listen: [`127.0.0.1:${port}`],
+            automatic_https: { disable: true },
+            routes: [{ handle: [{ handler: 'reverse_proxy', upstreams: [{ dial: `127.0.0.1:${upstream}` }] }] }],
+          },
+        },
+      },
+    },
+  }, null, 2));
+  return new Peer(name, port, path.join(dir, 'stderr.log'), 'caddy', ['run', '--config', conf], {
+    GOMAXPROCS: '1',
+    HOME: dir,
+    XDG_CONFIG_HOME: path.join(dir, 'config'),
+    XDG_DATA_HOME: path.join(dir, 'data'),
+  });
+}
+
+// ---- npm http-proxy ----
+
+export function startHttpProxy(root: string, name: string, port: number, upstream: number): Peer {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  return new Peer(name, port, path.join(dir, 'stderr.log'), process.execPath, [HTTP_PROXY_SERVER, String(port), `http://127.0.0.1:${upstream}`]);
+}
+
+// ---- molt sidecar ----
+
+export interface SidecarStart {
+  port: number;
+  controlSocket: string;
+  workers: number;
+  /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir', DIR]. */
+  nodeArgs?: string[];
+}
+
+export function startSidecar(root: string, name: string, o: SidecarStart): Peer {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  return new Peer(name, o.port, path.join(dir, 'stderr.log'), process.execPath, [
+    ...(o.nodeArgs ?? []),
+    SIDECAR_MAIN,
+    '--listen', `127.0.0.1:${o.port}`,
+    '--control', o.controlSocket,
+    '--workers', String(o.workers),
+    '--log-level', 'warn',
+  ]);
+}
