@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { parseAllDocuments } from 'yaml';
 import type { AppVersion } from './appversion.js';
 import type { ControllerApi } from './controller-api.js';
+import { isLoopbackHost } from './net-util.js';
 import { MoltError, MoltValidationErrors, type MoltErrorCode } from './errors.js';
 import type { MoltMetrics } from './metrics.js';
 import { appVersionToThesisCluster, thesisClusterToRaw } from './thesis.js';
@@ -91,15 +92,7 @@ export class ThesisStore {
 // ---------------------------------------------------------------------------------------------------------
 // Bind check
 
-export function isLoopbackHost(host: string): boolean {
-  let h = host.trim().toLowerCase();
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  if (h === 'localhost') return true;
-  if (h.startsWith('::ffff:')) h = h.slice(7);
-  if (net.isIPv4(h)) return h.split('.')[0] === '127';
-  if (net.isIPv6(h)) return h === '::1' || h === '0:0:0:0:0:0:0:1';
-  return false;
-}
+export { isLoopbackHost };
 
 /** Refuse to expose the admin API beyond loopback without a token. */
 export function checkAdminBind(host: string, token: string | undefined): void {

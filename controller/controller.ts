@@ -292,6 +292,9 @@ export class LocalController implements ControllerApi {
       list = list.filter((i) => i.specHash === av.specHash);
 
       if (TERMINAL.has(rec.phase)) {
+        // The sidecar often rolls a crashing version back first ("reset connection closed"): say why.
+        const exited = list.find((i) => !i.running && i.exitCode !== undefined);
+        if (exited && !/ exited /.test(rec.message)) rec.message += `; instance ${exited.index} exited with code ${exited.exitCode}`;
         if (!av.spec.keepFailed) for (const inst of list) await this.#remove(inst, rec.phase);
         instances.set(name, av.spec.keepFailed ? list : []);
         continue;
@@ -353,7 +356,7 @@ export class LocalController implements ControllerApi {
       // Once ready, an instance stays ready until it exits: traffic failures are the sidecar's call.
       if (!h.ready && now - h.lastProbe >= Math.min(hc.intervalMs, this.#opts.resyncMs)) {
         h.lastProbe = now;
-        const r = await probe(inst.endpoint, hc).catch((err: Error) => ({ ok: false, detail: err.message }));
+        const r = await probe(inst.endpoint, hc, { loopbackOnly: inst.runtime !== 'servers' }).catch((err: Error) => ({ ok: false, detail: err.message }));
         h.ready = r.ok;
         h.detail = r.detail;
       }

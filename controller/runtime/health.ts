@@ -1,35 +1,23 @@
 // Readiness probing: one TCP connect or one HTTP GET per call, bounded by hc.timeoutMs. The caller
 // (the controller) owns the schedule (hc.intervalMs, hc.startupTimeoutMs); a probe never retries.
 //
-// Network rule: molt only dials instances it reaches through loopback (ports published on 127.0.0.1,
-// local processes). A probe of any other address is refused with MOLT_ERR_VALIDATION before any
-// packet is sent.
+// Containers and local processes are reached only through loopback (ports published on 127.0.0.1),
+// so a probe of any other address for them is refused with MOLT_ERR_VALIDATION before any packet is
+// sent. `servers` endpoints belong to the user and may be anywhere (loopbackOnly: false).
 
 import http from 'node:http';
 import net from 'node:net';
 import type { HealthCheck } from '../appversion.js';
 import { MoltError } from '../errors.js';
 import type { Endpoint } from '../../sidecar/protocol.js';
+import { isLoopbackHost } from '../net-util.js';
+
+export { isLoopbackHost };
 
 export interface ProbeResult {
   ok: boolean;
   /** "HTTP 200", "HTTP 500", "TCP connect ok", "connect ECONNREFUSED 127.0.0.1:8080", "timed out after 2000ms". */
   detail: string;
-}
-
-/** True for 127.0.0.0/8, ::1, ::ffff:127.x.y.z and "localhost". */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (h.toLowerCase() === 'localhost') return true;
-  const family = net.isIP(h);
-  if (family === 4) return h.startsWith('127.');
-  if (family === 6) {
-    const lower = h.toLowerCase();
-    if (lower === '::1' || lower === '0:0:0:0:0:0:0:1') return true;
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-    return mapped !== null && mapped[1]!.startsWith('127.');
-  }
-  return false;
 }
 
 function dialHost(host: string): string {
@@ -57,9 +45,11 @@ function errorDetail(err: unknown): string {
 }
 
 /** Probe one endpoint once. Resolves (never rejects) for every network outcome; throws MoltError only
- *  for a non-loopback host. */
-export async function probe(endpoint: Endpoint, hc: HealthCheck): Promise<ProbeResult> {
-  assertLoopback(endpoint);
+ *  for a non-loopback host when loopbackOnly (the default). */
+export async function probe(endpoint: Endpoint, hc: HealthCheck, opts: { loopbackOnly?: boolean } = { loopbackOnly: true }): Promise<ProbeResult> {
+  // Containers and local processes are only ever published on loopback, so for them anything else
+  // is a bug and is refused before dialling. `servers` endpoints are the user's own and may be remote.
+  if (opts.loopbackOnly !== false) assertLoopback(endpoint);
   const host = dialHost(endpoint.host);
   const timeoutMs = Math.max(1, hc.timeoutMs);
   return hc.path === undefined ? probeTcp(host, endpoint.port, timeoutMs) : probeHttp(host, endpoint.port, hc.path, timeoutMs);
