@@ -19,7 +19,7 @@ import type { MoltMetrics } from './metrics.js';
 import { buildRoutingTable, sameRoutes, sortNewestFirst, type VersionRouting } from './routing-table.js';
 import { FileSource } from './sources/files.js';
 import { StateStore, type VersionRecord } from './state-store.js';
-import { DockerDriver } from './runtime/docker.js';
+import { DockerDriver, ImageTracker, type ImageResolver } from './runtime/docker.js';
 import { ProcessDriver } from './runtime/process.js';
 import { ServersDriver } from './runtime/servers.js';
 import { probe } from './runtime/health.js';
@@ -70,6 +70,8 @@ export class LocalController implements ControllerApi {
   #source: FileSource;
   #drivers: Partial<Record<RuntimeKind, RuntimeDriver>>;
   #health = new Map<string, InstanceHealth>();
+  /** spec.docker.checkForNewImages state (see #checkForNewImages). */
+  #images: ImageTracker;
   #share = new Map<string, { share: number; requests: number; errors: number }>();
   /** name -> epoch ms when it left the table because its resource was deleted. */
   #draining = new Map<string, number>();
@@ -97,6 +99,7 @@ export class LocalController implements ControllerApi {
     this.#drivers = { ...opts.drivers };
     this.#drivers.process ??= new ProcessDriver({ stateDir: opts.stateDir, controllerId: this.#opts.controllerId, log: opts.log });
     this.#drivers.servers ??= new ServersDriver();
+    this.#images = new ImageTracker(opts.stateDir, opts.log);
     this.control = new ControlServer({ socketPath: opts.controlSocket, log: opts.log });
     this.control.on('failure', (m) => this.#onFailure(m));
     this.control.on('stats', (m) => this.#onStats(m));
@@ -178,6 +181,7 @@ export class LocalController implements ControllerApi {
   async #reconcile(): Promise<void> {
     const now = Date.now();
     const { resources: desired, errors } = await this.#source.read();
+    await this.#checkForNewImages(desired, now);
 
     // Records: a new or changed spec starts a fresh rollout; a rollback of the same spec is durable.
     for (const av of desired.values()) {
@@ -245,6 +249,18 @@ export class LocalController implements ControllerApi {
     this.state.flush();
   }
 
+  /** spec.docker.checkForNewImages: a new image ID behind image:tag adds a derived AppVersion to `desired`
+   *  (name <name>-<12 hex>, version <version>.<n>+<12 hex>), rolled out like any newer version; the
+   *  original is pinned to the image ID first seen. Design and limits: ImageTracker in runtime/docker.ts. */
+  async #checkForNewImages(desired: Map<string, AppVersion>, now: number): Promise<void> {
+    const watched = [...desired.values()].some((av) => av.spec.runtime.kind === 'docker' && av.spec.runtime.docker.checkForNewImages);
+    if (!watched && this.#images.empty) return;
+    this.#drivers.docker ??= new DockerDriver({ controllerId: this.#opts.controllerId, log: this.#log });
+    const resolver = this.#drivers.docker as Partial<ImageResolver>;
+    if (typeof resolver.imageId !== 'function') return; // an injected test driver without image lookup
+    await this.#images.apply(desired, resolver as ImageResolver, now);
+  }
+
   /** Actual state, fresh: every driver's instances grouped by AppVersion name. */
   async #observe(desired: Map<string, AppVersion>): Promise<Map<string, Instance[]>> {
     const needDocker = [...desired.values()].some((av) => av.spec.runtime.kind === 'docker');
@@ -295,8 +311,12 @@ export class LocalController implements ControllerApi {
         // The sidecar often rolls a crashing version back first ("reset connection closed"): say why.
         const exited = list.find((i) => !i.running && i.exitCode !== undefined);
         if (exited && !/ exited /.test(rec.message)) rec.message += `; instance ${exited.index} exited with code ${exited.exitCode}`;
-        if (!av.spec.keepFailed) for (const inst of list) await this.#remove(inst, rec.phase);
-        instances.set(name, av.spec.keepFailed ? list : []);
+        // Docker reports a dying container as running for a moment after its connections reset: keep a
+        // version the sidecar just rolled back for one resync so that exit can be seen before removal.
+        const settling = !exited && rec.reason === 'FailurePolicy' && now - Date.parse(rec.timestamps.rolledBack ?? '') < this.#opts.resyncMs;
+        const keep = av.spec.keepFailed || settling;
+        if (!keep) for (const inst of list) await this.#remove(inst, rec.phase);
+        instances.set(name, keep ? list : []);
         continue;
       }
 

@@ -26,7 +26,7 @@ interface PidFile {
   startTime: string;
 }
 
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/molt.js');
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../sidecar/main.js'); // not bin/molt.js: the CLI graph costs a restart ~0.5 s
 
 export class SidecarSupervisor {
   #opts: SidecarSupervisorOptions;
@@ -107,7 +107,7 @@ export class SidecarSupervisor {
     if (this.#stopping) return;
     fs.mkdirSync(path.dirname(this.#logFile), { recursive: true });
     const out = fs.openSync(this.#logFile, 'a');
-    const args = [BIN, 'sidecar', '--listen', this.#opts.listen, '--control', this.#opts.controlSocket, '--workers', String(this.#opts.workers), '--log-level', this.#opts.logLevel];
+    const args = [BIN, '--listen', this.#opts.listen, '--control', this.#opts.controlSocket, '--workers', String(this.#opts.workers), '--log-level', this.#opts.logLevel];
     const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     child.on('error', (err) => this.#opts.log.error({ err }, 'could not start the sidecar'));

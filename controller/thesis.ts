@@ -280,7 +280,7 @@ function stableUuid(file: string, index: number): string {
  * The thesis proxy's JSON config file: {"proxy": {"port"}, "configService": {"port"}, "cluster": {…} | [{…}]}.
  * Errors are MOLT_ERR_CONFIG_FILE with the file, field path and (when known) line and column.
  */
-export async function loadThesisConfigFile(path: string): Promise<{ proxyPort?: number; adminPort?: number; raws: object[] }> {
+export async function loadThesisConfigFile(path: string): Promise<{ proxyPort?: number; adminPort?: number; raws: object[]; uuids: string[] }> {
   let text: string;
   try {
     const { size } = await stat(path);
@@ -319,7 +319,7 @@ export async function loadThesisConfigFile(path: string): Promise<{ proxyPort?: 
     }
     return s.port;
   };
-  const out: { proxyPort?: number; adminPort?: number; raws: object[] } = { raws: [] };
+  const out: { proxyPort?: number; adminPort?: number; raws: object[]; uuids: string[] } = { raws: [], uuids: [] };
   const proxyPort = portField('proxy');
   const adminPort = portField('configService');
   if (proxyPort !== undefined) out.proxyPort = proxyPort;
@@ -331,6 +331,7 @@ export async function loadThesisConfigFile(path: string): Promise<{ proxyPort?: 
     const uuid = isObject(cluster) && typeof cluster.uuid === 'string' ? cluster.uuid : stableUuid(path, i);
     try {
       out.raws.push(thesisClusterToRaw(cluster, uuid));
+      out.uuids.push(uuid);
     } catch (err) {
       if (!(err instanceof MoltError)) throw err;
       const fieldPath = (err.location.path ?? 'cluster').replace(/^cluster/, prefix);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { createAdminServer, checkAdminBind } from './admin-api.js';
+import { createAdminServer, checkAdminBind, ThesisStore } from './admin-api.js';
 import { parseArgs, parseHostPort } from './args.js';
 import { LocalController } from './controller.js';
 import { createLogger } from './logger.js';
@@ -86,14 +86,19 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
   });
   if (opts.sidecar) supervisor.start();
 
-  const server = createAdminServer({ controller, metrics, token, log, thesisStateFile: path.join(stateDir, 'thesis-clusters.json') });
+  const thesisStore = new ThesisStore(path.join(stateDir, 'thesis-clusters.json'));
+  const server = createAdminServer({ controller, metrics, token, log, thesis: thesisStore });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(admin.port, admin.host, () => { server.off('error', reject); resolve(); });
   });
   const adminAddress = server.address() as AddressInfo;
 
-  for (const raw of thesis?.raws ?? []) await controller.applyResource(raw, `config-file ${args.flags['config-file']}`);
+  // Clusters from the thesis config file are also visible (and deletable) under /configuration/cluster.
+  for (const [i, raw] of (thesis?.raws ?? []).entries()) {
+    const { name } = await controller.applyResource(raw, `config-file ${args.flags['config-file']}`);
+    thesisStore.set(thesis!.uuids[i], name);
+  }
 
   let closing: Promise<void> | null = null;
   const shutdown = () => (closing ??= (async () => {

@@ -64,7 +64,8 @@ function merge(all: ScenarioResult[]): ScenarioResult {
     r.outageMs = maxOf(all.map((x) => x.outageMs));
   }
   r.finalPhase = [...new Set(all.map((x) => x.finalPhase))].join('/');
-  r.notes = all.length > 1 ? all.map((x, i) => x.notes.length ? `run ${i + 1}: ${x.notes.join(', ')}` : '').filter(Boolean) : all[0]!.notes;
+  const perRun = all.map((x) => x.notes.join(', '));
+  r.notes = new Set(perRun).size === 1 ? all[0]!.notes : perRun.map((n, i) => (n ? `run ${i + 1}: ${n}` : '')).filter(Boolean);
   r.title = all.length > 1 ? `${r.title} (${all.length} runs)` : r.title;
   return r;
 }

@@ -4,7 +4,9 @@
 //
 // molt never pulls images: an image missing locally is a MOLT_ERR_DOCKER naming the image.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import Dockerode from 'dockerode';
 import type { Logger } from 'pino';
 import type { AppVersion, DockerRuntime } from '../appversion.js';
@@ -298,4 +300,151 @@ function publishedEndpoint(info: Dockerode.ContainerInspectInfo, containerPort: 
   const ports = info.NetworkSettings?.Ports?.[`${containerPort}/tcp`] ?? [];
   const b = ports.find((p) => p.HostIp === LOOPBACK && p.HostPort) ?? null;
   return b ? { host: LOOPBACK, port: Number(b.HostPort) } : null;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// checkForNewImages
+//
+// Design: "a new image ID behind image:tag is a new version". The first image ID seen for an AppVersion
+// with spec.docker.checkForNewImages is its base and its containers are pinned to it (created from the
+// ID, not the tag, so a restarted replica never silently runs a newer build). Each later ID becomes a
+// derived AppVersion, a normal version in every other respect (same app, transition mode, failure policy,
+// health check; its own record, phases, rollback):
+//   name     <name>-<first 12 hex of the image ID>            (containers: <spec.name>-<12 hex> if named)
+//   version  <version without +build>.<n>+<12 hex>           e.g. 1.0.0 → 1.0.0.1+4c6055c99740
+// The appended numeric part n (1, 2, …) makes generation n newer than the original and than n-1 under
+// sidecar/version-order.ts (which ignores +build), yet older than the next release (1.0.1). So a rebuild
+// rolls out with the usual transition, and the previous generation stays ready as the rollback target.
+// The last KEEP_DERIVED generations are kept; older ones leave the desired set and are drained/removed
+// like a deleted file. An ID already seen (base or kept generation) is not a new version: retagging back
+// to an old build does nothing (promote that version instead). Changing image/tag, turning the flag off
+// or deleting the resource forgets the history. State lives in STATE/images.json, so a restarted
+// controller rebuilds the same derived versions and adopts their containers.
+// Limit: fixed host portBindings or a fixed container name cannot run two generations side by side
+// (the name gets the suffix; host ports would clash and the new generation fails to start).
+
+const KEEP_DERIVED = 2;
+
+interface TrackedImage {
+  ref: string;
+  base: string;
+  derived: Array<{ id: string; n: number }>;
+}
+
+/** Anything that can resolve an image reference to its local image ID (DockerDriver.imageId). */
+export interface ImageResolver {
+  imageId(ref: string): Promise<string | null>;
+}
+
+export function shortImageId(id: string): string {
+  return id.replace(/^sha256:/, '').slice(0, 12);
+}
+
+/** 1.0.0 + generation 2 of image 4c6055c99740… → 1.0.0.2+4c6055c99740 (newer than 1.0.0, older than 1.0.1). */
+export function derivedVersion(version: string, n: number, imageId: string): string {
+  const plus = version.indexOf('+');
+  return `${plus === -1 ? version : version.slice(0, plus)}.${n}+${shortImageId(imageId)}`;
+}
+
+function withImage(av: AppVersion, image: string, over: { name?: string; version?: string; specHash?: string } = {}): AppVersion {
+  const docker = dockerSpec(av);
+  const pinned: DockerRuntime = { ...docker, image };
+  if (over.name && docker.name) pinned.name = `${docker.name}-${over.name.slice(over.name.lastIndexOf('-') + 1)}`;
+  return {
+    ...av,
+    metadata: over.name ? { ...av.metadata, name: over.name } : av.metadata,
+    spec: { ...av.spec, version: over.version ?? av.spec.version, runtime: { kind: 'docker', docker: pinned } },
+    specHash: over.specHash ?? av.specHash,
+  };
+}
+
+export class ImageTracker {
+  readonly file: string;
+  readonly #log: Logger | undefined;
+  #entries: Record<string, TrackedImage> = {};
+  #lastPoll = new Map<string, number>();
+  #written = '';
+
+  constructor(stateDir: string, log?: Logger) {
+    this.file = path.join(stateDir, 'images.json');
+    this.#log = log;
+    try {
+      this.#entries = (JSON.parse(fs.readFileSync(this.file, 'utf8')) as { images?: Record<string, TrackedImage> }).images ?? {};
+      this.#written = this.#serialize();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#log?.warn({ err, file: this.file }, 'cannot read image tracking state; starting fresh');
+    }
+  }
+
+  get empty(): boolean {
+    return Object.keys(this.#entries).length === 0;
+  }
+
+  /** Poll the image IDs that are due, then rewrite `desired` in place: originals pinned to their base
+   *  image, derived versions added. Safe to repeat; a failed lookup keeps what is known. */
+  async apply(desired: Map<string, AppVersion>, resolver: ImageResolver, now: number): Promise<void> {
+    const watched = [...desired.values()].filter((av) => av.spec.runtime.kind === 'docker' && av.spec.runtime.docker.checkForNewImages);
+    const names = new Set(watched.map((av) => av.metadata.name));
+    for (const name of Object.keys(this.#entries)) {
+      if (!names.has(name)) {
+        delete this.#entries[name];
+        this.#lastPoll.delete(name);
+      }
+    }
+    for (const av of watched) {
+      const name = av.metadata.name;
+      const spec = dockerSpec(av);
+      const ref = imageRef(spec);
+      let e: TrackedImage | undefined = this.#entries[name];
+      if (e && e.ref !== ref) {
+        delete this.#entries[name];
+        e = undefined;
+      }
+      if (!e || now - (this.#lastPoll.get(name) ?? 0) >= spec.imagePollIntervalMs) {
+        this.#lastPoll.set(name, now);
+        let id: string | null = null;
+        try {
+          id = await resolver.imageId(ref);
+        } catch (err) {
+          this.#log?.warn({ err, name, image: ref }, 'checkForNewImages: cannot inspect the image; will retry');
+        }
+        if (id && !e) {
+          e = this.#entries[name] = { ref, base: id, derived: [] };
+        } else if (id && e && id !== e.base && !e.derived.some((d) => d.id === id)) {
+          const n = (e.derived.at(-1)?.n ?? 0) + 1;
+          e.derived.push({ id, n });
+          e.derived.splice(0, Math.max(0, e.derived.length - KEEP_DERIVED));
+          this.#log?.info({ name, image: ref, imageId: shortImageId(id), version: derivedVersion(av.spec.version, n, id) }, 'checkForNewImages: new image behind the tag; rolling it out as a new version');
+        }
+      }
+      if (!e) continue; // not built/loaded yet: creating the containers reports it
+      desired.set(name, withImage(av, e.base));
+      for (const d of e.derived) {
+        const dname = `${name}-${shortImageId(d.id)}`;
+        if (desired.has(dname)) {
+          // desired is read fresh each reconcile: this is a user's resource with that name.
+          this.#log?.warn({ name: dname }, 'checkForNewImages: an AppVersion already has the derived name; not deriving');
+          continue;
+        }
+        const specHash = createHash('sha256').update(`${av.specHash}\0${d.id}`).digest('hex').slice(0, 16);
+        desired.set(dname, withImage(av, d.id, { name: dname, version: derivedVersion(av.spec.version, d.n, d.id), specHash }));
+      }
+    }
+    this.#persist();
+  }
+
+  #serialize(): string {
+    const images: Record<string, TrackedImage> = {};
+    for (const k of Object.keys(this.#entries).sort()) images[k] = this.#entries[k]!;
+    return JSON.stringify({ images }, null, 2) + '\n';
+  }
+
+  #persist(): void {
+    const text = this.#serialize();
+    if (text === this.#written) return;
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, this.file);
+    this.#written = text;
+  }
 }
