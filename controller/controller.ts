@@ -70,6 +70,8 @@ export class LocalController implements ControllerApi {
   #source: FileSource;
   #drivers: Partial<Record<RuntimeKind, RuntimeDriver>>;
   #health = new Map<string, InstanceHealth>();
+  /** Instance id -> its removal in progress (see #remove). */
+  #removing = new Map<string, Promise<void>>();
   /** spec.docker.checkForNewImages state (see #checkForNewImages). */
   #images: ImageTracker;
   #share = new Map<string, { share: number; requests: number; errors: number }>();
@@ -279,6 +281,7 @@ export class LocalController implements ControllerApi {
         throw err;
       }
       for (const inst of list) {
+        if (this.#removing.has(inst.id)) continue;
         let arr = out.get(inst.versionName);
         if (!arr) out.set(inst.versionName, (arr = []));
         arr.push(inst);
@@ -292,7 +295,7 @@ export class LocalController implements ControllerApi {
     // Orphans: instances of names that are neither desired nor draining (e.g. left by a crash).
     for (const [name, list] of instances) {
       if (desired.has(name) || this.#draining.has(name) || this.state.get(name)) continue;
-      for (const inst of list) await this.#remove(inst, 'orphan');
+      for (const inst of list) this.#remove(inst, 'orphan');
       instances.delete(name);
     }
 
@@ -303,9 +306,13 @@ export class LocalController implements ControllerApi {
       const driver = this.#driverFor(av);
       let list = instances.get(name) ?? [];
 
-      // Instances of an older spec of this name.
-      for (const inst of list.filter((i) => i.specHash !== av.specHash)) await this.#remove(inst, 'spec changed');
+      // Instances of an older spec of this name keep serving until one of the new spec is ready
+      // (so editing a live version in place is not an outage), then drain and go.
+      const stale = list.filter((i) => i.specHash !== av.specHash);
       list = list.filter((i) => i.specHash === av.specHash);
+      const newReady = list.some((i) => this.#health.get(i.id)?.ready === true);
+      const staleKept = TERMINAL.has(rec.phase) || newReady ? [] : stale.filter((i) => i.running && this.#health.get(i.id)?.ready === true);
+      for (const inst of stale) if (!staleKept.includes(inst)) this.#remove(inst, 'spec changed', newReady ? this.#opts.drainMs : 0);
 
       if (TERMINAL.has(rec.phase)) {
         // The sidecar often rolls a crashing version back first ("reset connection closed"): say why.
@@ -315,7 +322,8 @@ export class LocalController implements ControllerApi {
         // version the sidecar just rolled back for one resync so that exit can be seen before removal.
         const settling = !exited && rec.reason === 'FailurePolicy' && now - Date.parse(rec.timestamps.rolledBack ?? '') < this.#opts.resyncMs;
         const keep = av.spec.keepFailed || settling;
-        if (!keep) for (const inst of list) await this.#remove(inst, rec.phase);
+        // Requests still in flight on a rolled-back version get drainMs to finish.
+        if (!keep) for (const inst of list) this.#remove(inst, rec.phase, inst.running ? this.#opts.drainMs : 0);
         instances.set(name, keep ? list : []);
         continue;
       }
@@ -333,11 +341,11 @@ export class LocalController implements ControllerApi {
         } else {
           this.#log.warn({ name, index: inst.index, exitCode: inst.exitCode }, 'instance exited; restarting it');
         }
-        await this.#remove(inst, 'exited');
+        this.#remove(inst, 'exited');
       }
       list = list.filter((i) => i.running);
       if (TERMINAL.has(rec.phase)) {
-        if (!av.spec.keepFailed) for (const inst of list) await this.#remove(inst, rec.phase);
+        if (!av.spec.keepFailed) for (const inst of list) this.#remove(inst, rec.phase, this.#opts.drainMs);
         instances.set(name, av.spec.keepFailed ? list : []);
         continue;
       }
@@ -345,7 +353,7 @@ export class LocalController implements ControllerApi {
       // Missing replicas.
       const replicas = replicasOf(av);
       const have = new Set(list.map((i) => i.index));
-      for (const inst of list.filter((i) => i.index >= replicas)) await this.#remove(inst, 'scaled down');
+      for (const inst of list.filter((i) => i.index >= replicas)) this.#remove(inst, 'scaled down');
       list = list.filter((i) => i.index < replicas);
       for (let index = 0; index < replicas; index++) {
         if (have.has(index)) continue;
@@ -357,12 +365,12 @@ export class LocalController implements ControllerApi {
           const msg = err instanceof MoltError ? err.message : String((err as Error).message ?? err);
           this.#transition(rec, 'Failed', 'CreateFailed', msg, now);
           this.#metrics.rollback(av.spec.app, 'unready');
-          for (const inst of list) await this.#remove(inst, 'create failed');
+          for (const inst of list) this.#remove(inst, 'create failed');
           list = [];
           break;
         }
       }
-      instances.set(name, list);
+      instances.set(name, [...list, ...staleKept]);
     }
   }
 
@@ -433,7 +441,7 @@ export class LocalController implements ControllerApi {
       const rec = this.state.get(name);
       if (rec && rec.phase !== 'Draining') this.#transition(rec, 'Draining', 'Deleted', 'resource deleted; draining in-flight requests', now);
       if (now - since < this.#opts.drainMs) continue;
-      for (const inst of instances.get(name) ?? []) await this.#remove(inst, 'deleted');
+      for (const inst of instances.get(name) ?? []) this.#remove(inst, 'deleted');
       instances.delete(name);
       this.#draining.delete(name);
       if (rec) this.#metrics.forgetVersion(rec.app, rec.version);
@@ -443,16 +451,30 @@ export class LocalController implements ControllerApi {
     }
   }
 
-  async #remove(inst: Instance, why: string): Promise<void> {
+  /**
+   * Remove an instance in the background, after delayMs (time for requests still in flight on it).
+   * Never blocks a reconcile: a container that ignores SIGTERM takes its grace period, and the loop
+   * must not wait for it. Instances being removed are hidden from #observe; if the controller stops
+   * first, the next one finds them again and decides afresh (level-triggered).
+   */
+  #remove(inst: Instance, why: string, delayMs = 0): void {
     const driver = this.#drivers[inst.runtime];
-    if (!driver) return;
-    this.#log.info({ name: inst.versionName, index: inst.index, id: inst.id, why }, 'removing instance');
+    if (!driver || this.#removing.has(inst.id)) return;
     this.#health.delete(inst.id);
-    try {
-      await driver.remove(inst, { graceMs: 5000 });
-    } catch (err) {
-      this.#log.warn({ err, id: inst.id }, 'could not remove instance; will retry');
-    }
+    const task = (async () => {
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs).unref());
+      if (this.#stopped) return;
+      this.#log.info({ name: inst.versionName, index: inst.index, id: inst.id, why }, 'removing instance');
+      try {
+        await driver.remove(inst, { graceMs: 5000 });
+      } catch (err) {
+        this.#log.warn({ err, id: inst.id }, 'could not remove instance; will retry');
+      }
+    })().finally(() => {
+      this.#removing.delete(inst.id);
+      this.requestReconcile();
+    });
+    this.#removing.set(inst.id, task);
   }
 
   #driverFor(av: AppVersion): RuntimeDriver {

@@ -85,11 +85,24 @@ export interface SidecarHandle {
   close(graceMs?: number): Promise<void>;
 }
 
+/** How long a starting sidecar waits for its first routing table before listening anyway. */
+export const FIRST_TABLE_WAIT_MS = 1000;
+
+/**
+ * Listen only once a routing table is there (or after FIRST_TABLE_WAIT_MS): a sidecar restarted
+ * by the supervisor then answers its first request from the table instead of with 503 "no routing
+ * table yet". Start-up only; polling is fine here.
+ */
+async function awaitFirstTable(routing: { readonly revision: number }, log: Logger): Promise<void> {
+  const deadline = Date.now() + FIRST_TABLE_WAIT_MS;
+  while (routing.revision === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  if (routing.revision === 0) log.warn({ waitedMs: FIRST_TABLE_WAIT_MS }, 'no routing table yet; listening anyway (requests get 503 until one arrives)');
+}
+
 /** Single-process sidecar: proxy + routing + control client in this process. */
 export async function startSingle(opts: SidecarOptions, log: Logger): Promise<SidecarHandle> {
   const routing = createRoutingState({ log });
   const proxy = createProxy({ routing, log });
-  const address = await proxy.listen(opts.port, opts.host);
   const client = new ControlClient({
     socketPath: opts.controlPath,
     apply: (table) => routing.apply(table),
@@ -99,6 +112,8 @@ export async function startSingle(opts: SidecarOptions, log: Logger): Promise<Si
   });
   routing.onFailure = (msg) => client.reportFailure(msg);
   client.start();
+  await awaitFirstTable(routing, log);
+  const address = await proxy.listen(opts.port, opts.host);
   log.info({ address: address.address, port: address.port, control: opts.controlPath, workers: 1 }, 'sidecar listening');
   return {
     address,
@@ -135,6 +150,7 @@ async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): 
   agent.start();
   onSignals(() => void shutdown(SHUTDOWN_GRACE_MS));
   process.on('disconnect', () => void shutdown(SHUTDOWN_GRACE_MS)); // the primary is gone
+  await awaitFirstTable(routing, log);
   const address = await proxy.listen(opts.port, opts.host);
   ch.send({ t: 'molt:listening', host: address.address, port: address.port });
 }
