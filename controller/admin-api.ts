@@ -117,6 +117,8 @@ export function httpStatusFor(code: string): number {
       return 400;
     case 'MOLT_ERR_UNAUTHORIZED':
       return 401;
+    case 'MOLT_ERR_FORBIDDEN':
+      return 403;
     case 'MOLT_ERR_NOT_FOUND':
       return 404;
     case 'MOLT_ERR_CONFLICT':

@@ -39,6 +39,9 @@ export interface LocalControllerOptions {
   resyncMs?: number;
   /** How long a deleted version keeps its instances after it leaves the routing table. */
   drainMs?: number;
+  /** Accept `process` runtimes through the admin API (they run a command on this machine). Files in
+   *  the watched folders may always use them. Default false. */
+  allowApiProcess?: boolean;
   /** Inject drivers (tests); by default docker is created on first need. */
   drivers?: Partial<Record<RuntimeKind, RuntimeDriver>>;
 }
@@ -56,7 +59,7 @@ interface Snapshot {
   endpoints: Map<string, Endpoint[]>;
 }
 
-type ResolvedOptions = Required<Omit<LocalControllerOptions, 'drivers' | 'controllerId'>> & { controllerId: string };
+type ResolvedOptions = Required<Omit<LocalControllerOptions, 'drivers' | 'controllerId' | 'allowApiProcess'>> & { controllerId: string; allowApiProcess: boolean };
 
 const TERMINAL: ReadonlySet<Phase> = new Set(['RolledBack', 'Failed']);
 
@@ -90,6 +93,7 @@ export class LocalController implements ControllerApi {
       resyncMs: 1000,
       drainMs: 5000,
       controllerId: opts.controllerId ?? 'molt',
+      allowApiProcess: false,
       ...opts,
     } as ResolvedOptions;
     this.#log = opts.log;
@@ -582,6 +586,9 @@ export class LocalController implements ControllerApi {
   async applyResource(raw: unknown, source = 'api'): Promise<{ created: boolean; name: string }> {
     const av = normalizeAppVersion(raw, source); // throws MoltValidationErrors on bad input
     const name = av.metadata.name;
+    if (av.spec.runtime.kind === 'process' && !this.#opts.allowApiProcess) {
+      throw new MoltError('MOLT_ERR_FORBIDDEN', 'a process runtime runs a command on this machine, so the admin API refuses it unless molt up is started with --allow-api-process (files in the versions folder may always use it)', { path: 'spec.process' });
+    }
     const file = path.join(this.appliedDir, `${name}.yaml`);
     const existing = (await this.#source.read()).resources.get(name);
     if (existing && path.dirname(existing.source) !== this.appliedDir) {

@@ -16,7 +16,8 @@ export type MoltErrorCode =
   | 'MOLT_ERR_CONFIG_FILE'
   | 'MOLT_ERR_USAGE'
   | 'MOLT_ERR_KUBERNETES'
-  | 'MOLT_ERR_INTERNAL';
+  | 'MOLT_ERR_INTERNAL'
+  | 'MOLT_ERR_FORBIDDEN';
 
 export interface ErrorLocation {
   file?: string;

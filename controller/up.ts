@@ -31,6 +31,8 @@ Flags:
   --log-level LEVEL     fatal|error|warn|info|debug|trace|silent       (default info)
   --config-file FILE    a thesis-format JSON config (proxy.port, configService.port, cluster)
   --drain DURATION_MS   how long a deleted version keeps serving in-flight requests (default 5000)
+  --allow-api-process   accept \`process\` runtimes through the admin API (they run a command here);
+                        files in --dir may always use them
 `;
 
 export interface UpHandle {
@@ -49,6 +51,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
       dir: './versions', listen: undefined, admin: undefined, 'admin-token': process.env.MOLT_ADMIN_TOKEN,
       state: './.molt', workers: '1', 'log-level': 'info', 'config-file': undefined, drain: '5000', control: undefined,
     },
+    bools: ['allow-api-process'],
   }, opts.command);
   if (args.help) {
     process.stdout.write(UP_HELP);
@@ -78,6 +81,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     metrics,
     controllerId: controllerIdFor(stateDir),
     drainMs: Number(args.flags.drain),
+    allowApiProcess: args.bools['allow-api-process'],
   });
   await controller.start();
 

@@ -314,7 +314,7 @@ export class HeadScanner {
           continue;
         case S_TARGET:
           if (TARGET[c] === 1) continue;
-          if (c !== SP || p - start === this.targetStart) return this.#fail('MOLT_ERR_HTTP_BAD_TARGET', 'invalid request-target');
+          if (c !== SP || !(this.method === 'CONNECT' ? p - start > this.targetStart : validTarget(buf, start + this.targetStart, p))) return this.#fail('MOLT_ERR_HTTP_BAD_TARGET', 'invalid request-target');
           this.targetEnd = p - start;
           state = S_VERSION;
           aux = 0;
@@ -403,7 +403,7 @@ export class HeadScanner {
           lines[i * 4 + 2] = mark - start;
           lines[i * 4 + 3] = lastNonWs - start;
           this.headerCount = i + 1;
-          if (this.kinds[i] !== H_OTHER && this.#onHeader(buf, i, mark, lastNonWs) === ERROR) return ERROR;
+          if (this.kinds[i] !== H_OTHER && this.#onHeader(buf, i, mark, lastNonWs, p - 1) === ERROR) return ERROR;
           lines[(i + 1) * 4] = p + 1 - start;
           state = S_LINE_START;
           continue;
@@ -427,7 +427,8 @@ export class HeadScanner {
     return NEED_MORE;
   }
 
-  #onHeader(buf: Buffer, i: number, vs: number, ve: number): number {
+  /** vs..ve: value without OWS; lineEnd: the CR ending the line (trailing OWS lies in ve..lineEnd). */
+  #onHeader(buf: Buffer, i: number, vs: number, ve: number, lineEnd: number): number {
     switch (this.kinds[i]) {
       case H_HOST:
         if (this.hostIndex >= 0) return this.#fail('MOLT_ERR_HTTP_DUPLICATE_HOST', 'duplicate Host');
@@ -438,6 +439,8 @@ export class HeadScanner {
         this.cookieCount++;
         return 0;
       case H_CONTENT_LENGTH: {
+        // Trailing HTAB is OWS, but llhttp (and so Node backends) refuse it in framing headers: refuse too.
+        if (trailingTab(buf, ve, lineEnd)) return this.#fail('MOLT_ERR_HTTP_BAD_CONTENT_LENGTH', 'tab after Content-Length');
         if (this.contentLength >= 0) return this.#fail('MOLT_ERR_HTTP_DUPLICATE_CONTENT_LENGTH', 'duplicate Content-Length');
         const n = ve - vs;
         if (n === 0 || n > MAX_CL_DIGITS) return this.#fail('MOLT_ERR_HTTP_BAD_CONTENT_LENGTH', 'invalid Content-Length');
@@ -452,6 +455,7 @@ export class HeadScanner {
       }
       case H_TRANSFER_ENCODING:
         if (this.chunked) return this.#fail('MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING', 'repeated Transfer-Encoding');
+        if (trailingTab(buf, ve, lineEnd)) return this.#fail('MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING', 'tab after Transfer-Encoding');
         if (!eqLower(buf, vs, ve, 'chunked')) return this.#fail('MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING', 'unsupported Transfer-Encoding');
         this.chunked = true;
         return 0;
@@ -604,6 +608,37 @@ export class HeadScanner {
 
 const EMPTY = Buffer.alloc(0);
 
+/** Authority characters accepted in an absolute-form target: unreserved, sub-delims, ":", "@", "[", "]". */
+const AUTHORITY = new Uint8Array(256);
+for (const c of "-._~!$&'()*+,;=:@[]") AUTHORITY[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) AUTHORITY[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) { AUTHORITY[c] = 1; AUTHORITY[c + 0x20] = 1; }
+
+/**
+ * Request-target forms (RFC 9112 §3.2), visible ASCII already checked: origin-form ("/..."), "*", or
+ * absolute-form with scheme http/https and a non-empty authority. Anything else is rejected, as llhttp
+ * does (authority-form is for CONNECT only, which the proxy answers with 405).
+ */
+function validTarget(buf: Buffer, s: number, e: number): boolean {
+  if (e <= s) return false;
+  const c = buf[s]!;
+  if (c === 0x2f /* / */) return true;
+  if (c === 0x2a /* * */) return e - s === 1;
+  let p = s;
+  if (eqLower(buf, p, p + 7, 'http://')) p += 7;
+  else if (eqLower(buf, p, p + 8, 'https://')) p += 8;
+  else return false;
+  const hostStart = p;
+  while (p < e && AUTHORITY[buf[p]!] === 1) p++;
+  if (p === hostStart) return false;
+  return p === e || buf[p] === 0x2f || buf[p] === 0x3f /* ? */;
+}
+
+function trailingTab(buf: Buffer, s: number, e: number): boolean {
+  for (let p = s; p < e; p++) if (buf[p] === HT) return true;
+  return false;
+}
+
 // ---- body scanner ----
 const B_DONE = 0;
 const B_LENGTH = 1;
@@ -619,6 +654,16 @@ const B_TRAILER_LINE = 10;
 const B_TRAILER_LF = 11;
 const B_END_LF = 12;
 const B_ERROR = 13;
+// chunk-ext = *( ";" ext-name [ "=" ( token / quoted-string ) ] ) (RFC 9112 §7.1.1), without BWS:
+// B_EXT is "after ';'", the states below the rest. Stricter than llhttp (which also refuses BWS).
+const B_EXT_NAME = 14;
+const B_EXT_VAL_START = 15;
+const B_EXT_TOKEN = 16;
+const B_EXT_QUOTED = 17;
+const B_EXT_QPAIR = 18;
+const B_EXT_QEND = 19;
+const B_TRAILER_NAME = 20;
+const BACKSLASH = 0x5c, DQUOTE = 0x22, EQUALS = 0x3d, SEMI = 0x3b;
 
 /**
  * Delimits one message body. execute() returns how many bytes of buf[start, end) belong to the
@@ -699,13 +744,13 @@ export class BodyScanner {
           }
           if (this.#digits === 0) return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid chunk size');
           if (c === CR) { state = B_SIZE_LF; p++; continue; }
-          if (c === 0x3b /* ; */) { state = B_EXT; this.#ext = 0; p++; continue; }
+          if (c === SEMI) { state = B_EXT; this.#ext = 0; p++; continue; }
           return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid chunk size');
         }
-        case B_EXT:
-          if (c === CR) { state = B_SIZE_LF; p++; continue; }
-          if (VALUE[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid chunk extension');
+        case B_EXT: case B_EXT_NAME: case B_EXT_VAL_START: case B_EXT_TOKEN: case B_EXT_QUOTED: case B_EXT_QPAIR: case B_EXT_QEND:
           if (++this.#ext > MAX_CHUNK_EXT_BYTES) return this.#fail('MOLT_ERR_HTTP_CHUNK_EXT_TOO_LONG', 'chunk extension too long');
+          state = extNext(state, c);
+          if (state === B_ERROR) return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid chunk extension');
           p++;
           continue;
         case B_SIZE_LF:
@@ -733,9 +778,15 @@ export class BodyScanner {
         case B_TRAILER_START:
           if (c === CR) { state = B_END_LF; p++; continue; }
           if (TOKEN[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid trailer field');
-          state = B_TRAILER_LINE;
-          // fall through to count the byte
+          state = B_TRAILER_NAME;
           if (++this.#trailer > this.maxTrailerBytes) return this.#fail('MOLT_ERR_HTTP_TRAILERS_TOO_LARGE', 'trailers too large');
+          p++;
+          continue;
+        case B_TRAILER_NAME:
+          // field-name ":" like a header line (no whitespace before the colon), then the value.
+          if (++this.#trailer > this.maxTrailerBytes) return this.#fail('MOLT_ERR_HTTP_TRAILERS_TOO_LARGE', 'trailers too large');
+          if (c === COLON) state = B_TRAILER_LINE;
+          else if (TOKEN[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid trailer field name');
           p++;
           continue;
         case B_TRAILER_LINE:
@@ -759,5 +810,29 @@ export class BodyScanner {
     }
     this.#state = state;
     return p - start;
+  }
+}
+
+/** One byte of a chunk extension (state after ';' .. before CR). CR ends it (→ B_SIZE_LF). */
+function extNext(state: number, c: number): number {
+  switch (state) {
+    case B_EXT: return TOKEN[c] === 1 ? B_EXT_NAME : B_ERROR;
+    case B_EXT_NAME:
+      if (TOKEN[c] === 1) return B_EXT_NAME;
+      if (c === EQUALS) return B_EXT_VAL_START;
+      return c === SEMI ? B_EXT : c === CR ? B_SIZE_LF : B_ERROR;
+    case B_EXT_VAL_START:
+      if (TOKEN[c] === 1) return B_EXT_TOKEN;
+      return c === DQUOTE ? B_EXT_QUOTED : B_ERROR;
+    case B_EXT_TOKEN:
+      if (TOKEN[c] === 1) return B_EXT_TOKEN;
+      return c === SEMI ? B_EXT : c === CR ? B_SIZE_LF : B_ERROR;
+    case B_EXT_QUOTED:
+      if (c === DQUOTE) return B_EXT_QEND;
+      if (c === BACKSLASH) return B_EXT_QPAIR;
+      return VALUE[c] === 1 ? B_EXT_QUOTED : B_ERROR;
+    case B_EXT_QPAIR: return VALUE[c] === 1 ? B_EXT_QUOTED : B_ERROR;
+    case B_EXT_QEND: return c === SEMI ? B_EXT : c === CR ? B_SIZE_LF : B_ERROR;
+    default: return B_ERROR;
   }
 }

@@ -69,7 +69,7 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
 }
 
 test('admin API: PUT appversions (servers and process runtimes), GET /apps, rollback, promote, DELETE', async (t) => {
-  const { h, port, admin } = await up(t);
+  const { h, port, admin } = await up(t, ['--allow-api-process']);
   const s1 = await backend(t, 's1');
 
   let r = await api(admin, 'PUT', '/appversions/web-v1', appVersionYaml({ name: 'web-v1', app: 'web', version: '1.0.0', runtime: serversYaml(s1) }), 'application/yaml');

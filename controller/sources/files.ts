@@ -101,12 +101,18 @@ export class FileSource {
 
   async #load(file: string): Promise<FileEntry | null> {
     let st: fs.Stats;
+    const cached = this.#cache.get(file);
     try {
       st = fs.statSync(file);
-    } catch {
-      return null; // deleted between listing and reading
+    } catch (err) {
+      // A symlink that exists but cannot be followed (dangling, loop): report it; its last good
+      // resources (if it had any) stay in force like for any other unreadable file.
+      if (!isSymlink(file)) return null; // deleted between listing and reading
+      const error = new MoltError('MOLT_ERR_CONFIG_FILE', `cannot read AppVersion file: ${(err as Error).message}`, { file }, { cause: err });
+      const entry: FileEntry = { mtimeMs: -1, size: -1, ino: -1, resources: [], error: [error], lastGood: cached?.lastGood ?? [] };
+      this.#cache.set(file, entry);
+      return entry;
     }
-    const cached = this.#cache.get(file);
     if (cached && cached.mtimeMs === st.mtimeMs && cached.size === st.size && cached.ino === st.ino) return cached;
     const { resources, errors } = await loadAppVersionFile(file);
     const entry: FileEntry = {
@@ -145,12 +151,22 @@ function listFiles(dir: string, depth: number, out: string[], visited: Set<strin
     try {
       st = fs.statSync(full); // follows symlinks
     } catch {
-      continue; // dangling symlink
+      // Dangling symlink or symlink loop: a resource file by name is listed so #load reports it.
+      if (d.isSymbolicLink() && RESOURCE_FILE.test(d.name)) out.push(full);
+      continue;
     }
     if (st.isDirectory()) {
       if (depth < MAX_DEPTH) listFiles(full, depth + 1, out, visited);
     } else if (st.isFile() && RESOURCE_FILE.test(d.name)) {
       out.push(full);
     }
+  }
+}
+
+function isSymlink(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
   }
 }
