@@ -324,16 +324,20 @@ class Exchange implements UpstreamOwner {
 
   onUpstreamData(c: UpstreamConn, chunk: Buffer): void {
     switch (this.state) {
-      case X_WAIT: this.#headData(c, chunk); return;
-      case X_RELAY: this.client.relayData(this, chunk, 0); return;
+      case X_WAIT: this.#headData(c, chunk); break;
+      case X_RELAY: this.client.relayData(this, chunk, 0); break;
       case X_DISCARD: this.#discardData(chunk, 0); return;
-      case X_HOLD: this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]); return;
+      case X_HOLD: this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]); break;
       case X_TUNNEL:
         if (!this.client.socket.write(chunk)) c.socket.pause();
-        return;
+        break;
       default:
         return;
     }
+    // `chunk` lives in c's reused read buffer. Still referenced after this call (a held head or
+    // rest, a partial head, or client bytes not flushed synchronously: the Writable queue and libuv
+    // keep views, not copies)? Then c's next read must go elsewhere.
+    if (this.state === X_HOLD || this.respBuf !== null || this.client.socket.writableLength > 0) c.pin();
   }
 
   #headData(c: UpstreamConn, chunk: Buffer): void {
@@ -495,6 +499,45 @@ class Exchange implements UpstreamOwner {
   }
 }
 
+/** Client request bytes read into one reused buffer per connection; 8 KiB: most heads fit, and it
+ *  is the per-connection memory cost of an idle keep-alive client. */
+const CLIENT_READ_BUFFER_BYTES = 8 * 1024;
+
+// `net.connect({ onread })` for sockets the server accepted: Node has no public option for them, so
+// set the same three fields net.Socket sets for `onread` and switch the handle to the user buffer.
+// Found by symbol description at startup; if anything is missing, clients use 'data' events.
+const ONREAD_SYMBOLS = ((): { buf: symbol; gen: symbol; cb: symbol } | null => {
+  const s = new net.Socket();
+  const syms = Object.getOwnPropertySymbols(s);
+  s.destroy();
+  const find = (d: string): symbol | undefined => syms.find((x) => x.description === d);
+  const buf = find('kBuffer');
+  const gen = find('kBufferGen');
+  const cb = find('kBufferCb');
+  return buf && gen && cb ? { buf, gen, cb } : null;
+})();
+
+function readIntoOwnBuffer(socket: net.Socket, gen: () => Buffer, cb: (n: number, b: Buffer) => boolean): boolean {
+  const k = ONREAD_SYMBOLS;
+  const sock = socket as unknown as Record<symbol, unknown> & { _handle?: { useUserBuffer?: (b: Buffer) => void } | null };
+  const h = sock._handle;
+  if (k === null || h == null || typeof h.useUserBuffer !== 'function' || sock[k.buf] !== null) return false;
+  const b = gen();
+  sock[k.buf] = b;
+  sock[k.gen] = gen;
+  sock[k.cb] = cb;
+  h.useUserBuffer(b);
+  return true;
+}
+
+/** Does this exchange still hold client bytes (queued for connect, or an unflushed upstream write)? */
+function holdsClientBytes(ex: Exchange | null): boolean {
+  if (ex === null) return false;
+  if (ex.queue !== null) return true;
+  const c = ex.conn;
+  return c !== null && c.socket.writableLength > 0;
+}
+
 class ClientConn implements TimerItem {
   readonly proxy: ProxyImpl;
   readonly socket: net.Socket;
@@ -532,6 +575,8 @@ class ClientConn implements TimerItem {
   primaryStatus = 0;
   shadowStatus = 0;
   mismatchChecked = false;
+  #rbuf: Buffer | null = null;
+  #rpinned = false;
 
   constructor(proxy: ProxyImpl, socket: net.Socket) {
     this.proxy = proxy;
@@ -541,7 +586,9 @@ class ClientConn implements TimerItem {
     this.body = new BodyScanner(this.limits.maxHeaderBytes);
     const ip = socket.remoteAddress ?? '';
     this.clientIp = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-    socket.on('data', (d: Buffer) => this.onData(d));
+    if (!readIntoOwnBuffer(socket, () => this.#nextReadBuffer(), (n, b) => this.#onRead(n, b))) {
+      socket.on('data', (d: Buffer) => this.onData(d));
+    }
     socket.on('end', () => this.#onEnd());
     socket.on('error', () => { /* 'close' follows */ });
     socket.on('close', () => this.#onClose());
@@ -549,6 +596,27 @@ class ClientConn implements TimerItem {
     this.timerKind = T_HEADER;
     this.deadline = now() + this.limits.headerTimeoutMs;
     proxy.wheel.add(this);
+  }
+
+  // ---- reads into this connection's reused buffer (see readIntoOwnBuffer) ----
+
+  #nextReadBuffer(): Buffer {
+    let b = this.#rbuf;
+    if (b === null || this.#rpinned) {
+      this.#rpinned = false;
+      b = this.#rbuf = Buffer.allocUnsafe(CLIENT_READ_BUFFER_BYTES);
+    }
+    return b;
+  }
+
+  #onRead(n: number, b: Buffer): boolean {
+    this.onData(b.subarray(0, n));
+    // The bytes are only valid until we return. Anything that still holds a view of them (an
+    // unparsed rest, retained body for a retry, a queue waiting for connect, or an upstream write
+    // that did not flush synchronously) gets to keep this buffer: the next read goes into a new one.
+    if (this.pending !== null || (this.retained !== null && this.retained.length > 1) || holdsClientBytes(this.ex) ||
+        holdsClientBytes(this.shadow) || (this.reqState === RQ_TUNNEL && holdsClientBytes(this.relay))) this.#rpinned = true;
+    return true;
   }
 
   // ---- timers ----
@@ -1150,6 +1218,10 @@ class ClientConn implements TimerItem {
     this.#arm(T_IDLE, this.limits.idleTimeoutMs);
     if (this.readPaused) { this.readPaused = false; this.socket.resume(); }
     if (this.pending !== null && !this.inParse) this.#parseLoop();
+    // Still a full pipeline queued behind the next request: keep reading paused (the resume above
+    // takes effect on the next tick, so no read happens in between), or every response would let one
+    // more socket read into `pending` and a client could make it grow without bound.
+    if (this.reqState === RQ_DONE && this.pending !== null) this.#boundPipeline();
   }
 }
 

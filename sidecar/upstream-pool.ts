@@ -15,6 +15,8 @@ export type UpstreamErrorKind = 'connect' | 'connect-timeout' | 'reset' | 'respo
 
 export interface UpstreamOwner {
   onUpstreamConnect(c: UpstreamConn): void;
+  /** `chunk` is a view of the conn's reused read buffer, valid only during this call: an owner that
+   *  keeps it (or any view of it) beyond the call, including a write that did not flush, calls c.pin(). */
   onUpstreamData(c: UpstreamConn, chunk: Buffer): void;
   /** EOF from the upstream. The owner either finishes (until-close body) or lets 'close' report a reset. */
   onUpstreamEnd(c: UpstreamConn): void;
@@ -22,6 +24,9 @@ export interface UpstreamOwner {
   onUpstreamError(c: UpstreamConn, kind: UpstreamErrorKind, detail: string): void;
   onUpstreamDrain(c: UpstreamConn): void;
 }
+
+/** Per-connection read buffer (reused across reads until pinned). */
+const READ_BUFFER_BYTES = 32 * 1024;
 
 const P_CONNECTING = 0;
 const P_BUSY = 1;
@@ -53,16 +58,25 @@ export class UpstreamConn implements TimerItem {
   received = 0;
   phase = P_CONNECTING;
   #error: Error | null = null;
+  #buf: Buffer;
+  #pinned = false;
 
   constructor(pool: UpstreamPool, key: string, host: string, port: number, maxHeaderBytes: number, maxHeaders: number) {
     this.pool = pool;
     this.key = key;
     this.head = new HeadScanner(false, maxHeaderBytes, maxHeaders);
     this.body = new BodyScanner(maxHeaderBytes);
-    const s = net.connect({ host, port, noDelay: true });
+    // Reads go into this conn's own reused buffer (`onread`: no per-read allocation, no Readable
+    // push/emit). The bytes are only valid until the callback returns: an owner that keeps a reference
+    // (stores a view, or a client write did not flush synchronously) calls pin(), and the next read
+    // goes into a fresh buffer while the old one stays with whoever holds it.
+    this.#buf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    const s = net.connect({
+      host, port, noDelay: true,
+      onread: { buffer: () => this.#nextBuffer(), callback: (n: number, b: Uint8Array) => this.#onRead(n, b as Buffer) },
+    });
     this.socket = s;
     s.on('connect', () => this.#onConnect());
-    s.on('data', (d: Buffer) => this.#onData(d));
     s.on('end', () => this.#onEnd());
     s.on('error', (e: Error) => { this.#error = e; });
     s.on('close', () => this.#onClose());
@@ -104,11 +118,23 @@ export class UpstreamConn implements TimerItem {
     if (this.owner !== null) this.owner.onUpstreamConnect(this);
   }
 
-  #onData(d: Buffer): void {
+  /** The bytes of the current read must outlive the read callback: the next read uses a new buffer. */
+  pin(): void { this.#pinned = true; }
+
+  #nextBuffer(): Buffer {
+    if (this.#pinned) {
+      this.#pinned = false;
+      this.#buf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    }
+    return this.#buf;
+  }
+
+  #onRead(n: number, b: Buffer): boolean {
     const o = this.owner;
-    if (o === null) { this.pool.destroy(this); return; } // bytes on an idle socket: unusable
-    this.received += d.length;
-    o.onUpstreamData(this, d);
+    if (o === null) { this.pool.destroy(this); return false; } // bytes on an idle socket: unusable
+    this.received += n;
+    o.onUpstreamData(this, b.subarray(0, n));
+    return true;
   }
 
   #onEnd(): void {

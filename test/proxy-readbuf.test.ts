@@ -290,7 +290,7 @@ test('pipelined requests split at every boundary are parsed from kept bytes inta
     Buffer.from(`POST /p${i} HTTP/1.1\r\nHost: a\r\nX-Pad: ${'z'.repeat(500 + i)}\r\nContent-Length: ${b.length}\r\n\r\n`), b])));
   await writePieces(c, wire, 97);
   const raw = await readUntil(c, responses(3));
-  const hashes = raw.toString('latin1').split(/HTTP\/1\.1 200 X\r\nContent-Length: 64\r\n\r\n/).filter(Boolean);
+  const hashes = raw.toString('latin1').split(/HTTP\/1\.1 200 X\r\n[^]*?\r\n\r\n/).filter(Boolean);
   assert.deepEqual(hashes, bodies.map(sha));
   assert.deepEqual(up.seen, bodies.map((b, i) => `/p${i} ${sha(b)}`));
 });
