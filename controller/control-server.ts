@@ -137,6 +137,22 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
       this.#log?.warn('control: ignoring a line that is not JSON');
       return;
     }
+    const problem = checkMessage(msg);
+    if (problem) {
+      this.#log?.warn({ problem }, 'control: ignoring a malformed message');
+      return;
+    }
+    // Nothing but hello counts before hello: a peer must say who it is first.
+    if (msg.type !== 'hello' && !peer.pid) return;
+    try {
+      this.#dispatch(peer, msg);
+    } catch (err) {
+      // A listener's bug must not take the controller down with the socket's data handler.
+      this.#log?.error({ err, type: msg.type }, 'control: error while handling a message');
+    }
+  }
+
+  #dispatch(peer: Peer, msg: SidecarMessage): void {
     switch (msg.type) {
       case 'hello':
         if (msg.protocol !== PROTOCOL_VERSION) {
@@ -166,3 +182,28 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
     }
   }
 }
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isStr = (v: unknown): v is string => typeof v === 'string';
+
+/** What is wrong with a parsed message, or null. Unknown types pass (forward compatibility). */
+export function checkMessage(m: unknown): string | null {
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) return 'not an object';
+  const o = m as Record<string, unknown>;
+  if (!isStr(o.type)) return 'no type';
+  switch (o.type) {
+    case 'hello':
+      return isNum(o.protocol) && isNum(o.pid) && (o.revision === undefined || isNum(o.revision)) ? null : 'hello needs protocol and pid';
+    case 'ack':
+      return isNum(o.revision) ? null : 'ack needs revision';
+    case 'failure':
+      return isStr(o.app) && isStr(o.versionId) && isStr(o.version) && isNum(o.epoch) && isStr(o.reason) && isNum(o.firstFailureAt) && isNum(o.rolledBackAt)
+        ? null : 'failure needs app, versionId, version, epoch, reason, firstFailureAt, rolledBackAt';
+    case 'stats':
+      return isNum(o.at) && isNum(o.revision) && Array.isArray(o.versions) && o.versions.every((v) => typeof v === 'object' && v !== null && isStr((v as Record<string, unknown>).versionId))
+        ? null : 'stats needs at, revision and versions[]';
+    default:
+      return null;
+  }
+}
+

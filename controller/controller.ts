@@ -87,6 +87,7 @@ export class LocalController implements ControllerApi {
   #timer: NodeJS.Timeout | null = null;
   #stopped = false;
   #consecutiveErrors = 0;
+  readonly #startedAt = Date.now();
 
   constructor(opts: LocalControllerOptions) {
     this.#opts = {
@@ -101,7 +102,7 @@ export class LocalController implements ControllerApi {
     this.state = new StateStore(opts.stateDir);
     this.appliedDir = path.join(opts.stateDir, 'applied');
     fs.mkdirSync(this.appliedDir, { recursive: true });
-    this.#source = new FileSource({ dirs: [...opts.dirs, this.appliedDir], log: opts.log });
+    this.#source = new FileSource({ dirs: [...opts.dirs, this.appliedDir], atomicDirs: [this.appliedDir], log: opts.log });
     this.#drivers = { ...opts.drivers };
     this.#drivers.process ??= new ProcessDriver({ stateDir: opts.stateDir, controllerId: this.#opts.controllerId, log: opts.log });
     this.#drivers.servers ??= new ServersDriver();
@@ -171,10 +172,8 @@ export class LocalController implements ControllerApi {
         } catch (err) {
           this.#consecutiveErrors++;
           this.#metrics.reconcile('error', Number(process.hrtime.bigint() - t0) / 1e9);
-          this.#log.error({ err }, 'reconcile failed; retrying');
-          // Back off so a persistent error does not spin; the resync timer also retries.
-          await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** this.#consecutiveErrors, 5000)));
-          this.#dirty = true;
+          // The resync timer retries; never spin here, so reconcileNow() callers (start, the API) return.
+          this.#log.error({ err, consecutiveErrors: this.#consecutiveErrors }, 'reconcile failed; will retry at the next resync');
         }
       }
     } finally {
@@ -191,12 +190,16 @@ export class LocalController implements ControllerApi {
 
     // Records: a new or changed spec starts a fresh rollout; a rollback of the same spec is durable.
     for (const av of desired.values()) {
-      const rec = this.state.get(av.metadata.name);
-      if (!rec || rec.specHash !== av.specHash) {
-        if (rec) this.#log.info({ name: av.metadata.name }, 'AppVersion spec changed; starting a new rollout');
-        else this.#log.info({ name: av.metadata.name, app: av.spec.app, version: av.spec.version, mode: av.spec.transition.mode }, 'AppVersion added');
-        this.#draining.delete(av.metadata.name);
+      const name = av.metadata.name;
+      const rec = this.state.get(name);
+      // Re-added while draining: a terminal record stays terminal (a restored file does not revive a
+      // version known to be bad); a healthy one starts over with a fresh epoch.
+      const readded = this.#draining.delete(name) && rec?.phase === 'Draining';
+      if (!rec || rec.specHash !== av.specHash || readded) {
+        if (rec && !readded) this.#log.info({ name }, 'AppVersion spec changed; starting a new rollout');
+        else this.#log.info({ name, app: av.spec.app, version: av.spec.version, mode: av.spec.transition.mode }, 'AppVersion added');
         this.state.set(newRecord(av, rec, now));
+        this.#share.delete(name); // stats of the previous rollout must not promote this one
       }
     }
 
@@ -218,7 +221,8 @@ export class LocalController implements ControllerApi {
       if (TERMINAL.has(rec.phase)) continue;
       const ready = endpoints.get(av.metadata.name) ?? [];
       if (ready.length === 0 && !rec.timestamps.ready) {
-        const started = Date.parse(rec.timestamps.created);
+        // Counted from this controller's start at the earliest: time while molt was down does not count.
+        const started = Math.max(Date.parse(rec.timestamps.created), this.#startedAt);
         if (now - started > av.spec.healthCheck.startupTimeoutMs) {
           this.#transition(rec, 'Failed', 'NotReady', `no instance became ready within ${av.spec.healthCheck.startupTimeoutMs / 1000}s`, now);
           this.#metrics.rollback(av.spec.app, 'unready');
@@ -234,7 +238,7 @@ export class LocalController implements ControllerApi {
 
     // Deleted resources: drain (out of the table, instances alive for drainMs), then stop.
     for (const rec of this.state.all()) {
-      if (desired.has(rec.name)) continue;
+      if (desired.has(rec.name) || rec.timestamps.removed) continue;
       if (!this.#draining.has(rec.name)) {
         this.#draining.set(rec.name, now);
         this.#log.info({ name: rec.name, app: rec.app, version: rec.version }, 'AppVersion deleted; draining');
@@ -298,7 +302,8 @@ export class LocalController implements ControllerApi {
   async #converge(desired: Map<string, AppVersion>, instances: Map<string, Instance[]>, now: number): Promise<void> {
     // Orphans: instances of names that are neither desired nor draining (e.g. left by a crash).
     for (const [name, list] of instances) {
-      if (desired.has(name) || this.#draining.has(name) || this.state.get(name)) continue;
+      const rec = this.state.get(name);
+      if (desired.has(name) || this.#draining.has(name) || (rec && !rec.timestamps.removed)) continue;
       for (const inst of list) this.#remove(inst, 'orphan');
       instances.delete(name);
     }
@@ -367,6 +372,12 @@ export class LocalController implements ControllerApi {
           list.push(inst);
         } catch (err) {
           const msg = err instanceof MoltError ? err.message : String((err as Error).message ?? err);
+          if (rec.timestamps.ready) {
+            // A version that has served keeps serving with what it has; the next resync tries again
+            // (e.g. a fixed container name still held by a replica being removed).
+            this.#log.warn({ name, index, err: msg }, 'could not replace an instance; retrying at the next resync');
+            continue;
+          }
           this.#transition(rec, 'Failed', 'CreateFailed', msg, now);
           this.#metrics.rollback(av.spec.app, 'unready');
           for (const inst of list) this.#remove(inst, 'create failed');
@@ -384,7 +395,12 @@ export class LocalController implements ControllerApi {
     await Promise.all(list.map(async (inst) => {
       if (!inst.running || !inst.endpoint) return;
       let h = this.#health.get(inst.id);
-      if (!h) this.#health.set(inst.id, (h = { ready: false, lastProbe: 0, detail: '' }));
+      if (!h) {
+        // After a controller restart, a running instance of a version that was ready (and started
+        // before this controller) is adopted as ready: one slow probe must not drop a serving version.
+        const adopted = inst.startedAt < this.#startedAt && Boolean(this.state.get(av.metadata.name)?.timestamps.ready);
+        this.#health.set(inst.id, (h = { ready: adopted, lastProbe: 0, detail: adopted ? 'adopted' : '' }));
+      }
       // Once ready, an instance stays ready until it exits: traffic failures are the sidecar's call.
       if (!h.ready && now - h.lastProbe >= Math.min(hc.intervalMs, this.#opts.resyncMs)) {
         h.lastProbe = now;
@@ -443,13 +459,16 @@ export class LocalController implements ControllerApi {
   async #finishDrains(instances: Map<string, Instance[]>, now: number): Promise<void> {
     for (const [name, since] of this.#draining) {
       const rec = this.state.get(name);
-      if (rec && rec.phase !== 'Draining') this.#transition(rec, 'Draining', 'Deleted', 'resource deleted; draining in-flight requests', now);
+      const terminal = rec !== undefined && TERMINAL.has(rec.phase);
+      if (rec && !terminal && rec.phase !== 'Draining') this.#transition(rec, 'Draining', 'Deleted', 'resource deleted; draining in-flight requests', now);
       if (now - since < this.#opts.drainMs) continue;
       for (const inst of instances.get(name) ?? []) this.#remove(inst, 'deleted');
       instances.delete(name);
       this.#draining.delete(name);
       if (rec) this.#metrics.forgetVersion(rec.app, rec.version);
-      this.state.delete(name);
+      // A rollback outlives its file: restoring the same spec later must not route to it again.
+      if (!terminal) this.state.delete(name);
+      else rec.timestamps.removed = new Date(now).toISOString();
       this.#share.delete(name);
       this.#log.info({ name }, 'AppVersion removed');
     }
@@ -604,6 +623,9 @@ export class LocalController implements ControllerApi {
   }
 
   async deleteResource(name: string): Promise<void> {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) {
+      throw new MoltError('MOLT_ERR_VALIDATION', `"${name}" is not a valid AppVersion name (lower-case letters, digits and "-", at most 63)`, { path: 'metadata.name' });
+    }
     const file = path.join(this.appliedDir, `${name}.yaml`);
     if (fs.existsSync(file)) {
       fs.unlinkSync(file);

@@ -74,10 +74,11 @@ export class SidecarSupervisor {
     if (!pid || !alive(pid)) return this.#forget();
     try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
     const deadline = Date.now() + graceMs;
-    while (alive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (alive(pid)) {
+    while ((alive(pid) || groupAlive(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (alive(pid) || groupAlive(pid)) {
       this.#opts.log.warn({ pid }, 'sidecar did not exit in time; killing it');
-      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      // The whole group: with --workers N the workers must go too.
+      try { process.kill(-pid, 'SIGKILL'); } catch { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     }
     this.#forget();
   }
@@ -161,6 +162,16 @@ export function alive(pid: number): boolean {
     return state !== 'Z' && state !== 'X';
   } catch {
     return true;
+  }
+}
+
+/** Any process left in the sidecar's process group (its workers)? */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -109,7 +109,8 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     log.info('shutting down: draining the sidecar');
     await new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeAllConnections?.();
-    await supervisor.stop(10000);
+    // The sidecar drains for up to 10 s itself (12 s with workers): give it that and a margin.
+    await supervisor.stop(15000);
     await controller.stop();
     await controller.stopProcesses();
     log.info('stopped');

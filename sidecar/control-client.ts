@@ -53,6 +53,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   #reconnectTimer: NodeJS.Timeout | null = null;
   #statsTimer: NodeJS.Timeout | null = null;
   #queue: FailureMessage[] = [];
+  /** Reports not yet confirmed by a routing table, keyed "versionId@epoch". */
+  #unconfirmed = new Map<string, FailureMessage>();
   #parts: Buffer[] = [];
   #partLen = 0;
   #discarding = false;
@@ -107,8 +109,16 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     });
   }
 
-  /** Send a failure report now, or after the next reconnect if the controller is away. */
+  /** Send a failure report now, or after the next reconnect if the controller is away. Every report
+   *  is also re-sent after each reconnect until a table shows the controller took it (the version
+   *  is no longer listed as serving with that epoch): a write that reached a dying controller's
+   *  socket buffer is not a delivery. */
   reportFailure(msg: FailureMessage): void {
+    this.#unconfirmed.set(`${msg.versionId}@${msg.epoch}`, msg);
+    this.#deliver(msg);
+  }
+
+  #deliver(msg: FailureMessage): void {
     if (this.#open && this.#socket) {
       const s = this.#socket;
       s.write(JSON.stringify(msg) + '\n', (err) => {
@@ -146,10 +156,13 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       this.counters.connects++;
       const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, role: 'sidecar', pid: process.pid, revision: this.#o.revision() };
       s.write(JSON.stringify(hello) + '\n');
+      // Everything not yet confirmed (this includes the queue) goes again; the controller ignores repeats.
       const queued = this.#queue;
       this.#queue = [];
-      for (const m of queued) this.reportFailure(m);
-      this.#o.log?.info({ socket: this.#o.socketPath, revision: hello.revision, resent: queued.length }, 'control: connected');
+      const again = new Map(this.#unconfirmed);
+      for (const m of queued) again.set(`${m.versionId}@${m.epoch}`, m);
+      for (const m of again.values()) this.#deliver(m);
+      this.#o.log?.info({ socket: this.#o.socketPath, revision: hello.revision, resent: again.size }, 'control: connected');
       this.#startStats();
       this.emit('connected');
     });
@@ -288,6 +301,12 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       return;
     }
     const socket = this.#socket;
+    // A report is confirmed once a table no longer lists that version as serving with that epoch.
+    if (this.#unconfirmed.size > 0) {
+      const serving = new Set<string>();
+      for (const app of table.apps) for (const v of app.versions ?? []) if (v.state === 'serving') serving.add(`${v.id}@${v.epoch}`);
+      for (const key of this.#unconfirmed.keys()) if (!serving.has(key)) this.#unconfirmed.delete(key);
+    }
     // Tables are applied strictly in arrival order, even when apply is asynchronous (workers).
     this.#applyChain = this.#applyChain.then(async () => {
       try {

@@ -15,6 +15,8 @@ import { MoltError } from '../errors.js';
 import { loadAppVersionFile } from '../load.js';
 
 const RESOURCE_FILE = /\.(ya?ml|json)$/i;
+const SETTLE_MS = 200;
+const DELETE_GRACE_MS = 500;
 const MAX_DEPTH = 4;
 
 export interface DesiredState {
@@ -30,6 +32,8 @@ interface FileEntry {
   error: MoltError[];
   /** Resources from the last version of this file that parsed cleanly. */
   lastGood: AppVersion[];
+  /** Epoch ms since when the file is missing (0 = present). */
+  missingSince?: number;
 }
 
 export class FileSource {
@@ -40,8 +44,12 @@ export class FileSource {
   #debounceMs: number;
   #timer: NodeJS.Timeout | null = null;
 
-  constructor(opts: { dirs: string[]; log?: Logger; debounceMs?: number }) {
+  /** Folders only written atomically (write + rename) by molt itself: no settle delay needed. */
+  #atomicDirs: string[];
+
+  constructor(opts: { dirs: string[]; atomicDirs?: string[]; log?: Logger; debounceMs?: number }) {
     this.dirs = opts.dirs.map((d) => path.resolve(d));
+    this.#atomicDirs = (opts.atomicDirs ?? []).map((d) => path.resolve(d));
     this.#log = opts.log;
     this.#debounceMs = opts.debounceMs ?? 150;
   }
@@ -75,9 +83,20 @@ export class FileSource {
   async read(): Promise<DesiredState> {
     const files: string[] = [];
     for (const d of this.dirs) listFiles(d, 0, files, new Set());
-    files.sort();
     const seen = new Set(files);
-    for (const f of this.#cache.keys()) if (!seen.has(f)) this.#cache.delete(f);
+    // A file that just vanished may be mid-replace (delete + re-create, an editor's save): its last
+    // good resources stay for DELETE_GRACE_MS before the deletion counts.
+    const now = Date.now();
+    for (const [f, entry] of this.#cache) {
+      if (seen.has(f)) {
+        entry.missingSince = 0;
+        continue;
+      }
+      entry.missingSince ||= now;
+      if (now - entry.missingSince >= DELETE_GRACE_MS || this.#atomicDirs.some((d) => f.startsWith(d + path.sep))) this.#cache.delete(f);
+      else files.push(f);
+    }
+    files.sort();
 
     const resources = new Map<string, AppVersion>();
     const errors: ResourceError[] = [];
@@ -102,6 +121,7 @@ export class FileSource {
   async #load(file: string): Promise<FileEntry | null> {
     let st: fs.Stats;
     const cached = this.#cache.get(file);
+    if (cached?.missingSince) return cached; // vanished a moment ago: see read()
     try {
       st = fs.statSync(file);
     } catch (err) {
@@ -114,7 +134,14 @@ export class FileSource {
       return entry;
     }
     if (cached && cached.mtimeMs === st.mtimeMs && cached.size === st.size && cached.ino === st.ino) return cached;
+    // Written a moment ago: possibly still being written in place (an editor, `cat >`). Keep what
+    // we had and look again at the next pass (the resync, or chokidar once the size settles).
+    if (Date.now() - st.mtimeMs < SETTLE_MS && !this.#atomicDirs.some((d) => file.startsWith(d + path.sep))) return cached ?? null;
     const { resources, errors } = await loadAppVersionFile(file);
+    if (resources.length === 0 && errors.length === 0 && cached && cached.lastGood.length > 0) {
+      // A file that held versions and now parses to nothing is far more often cut short than meant.
+      errors.push(new MoltError('MOLT_ERR_VALIDATION', 'the file holds no AppVersion any more (half-written?); its versions keep serving — delete the file to remove them', { file }));
+    }
     const entry: FileEntry = {
       mtimeMs: st.mtimeMs,
       size: st.size,
