@@ -1,6 +1,7 @@
 // A tiny demo web app for molt's quickstart: answers with its version on PORT.
-// GET /healthz is the health check. GET /fail makes this instance answer 500 from now on,
-// which molt's sidecar treats as a failure of the version (try it on v2 and watch the rollback).
+// GET /healthz is the health check. GET /fail makes an instance started with CAN_FAIL=1 (the quickstart's
+// v2) answer 500 from now on, which molt's sidecar treats as a failure of the version: watch the
+// rollback. Other instances ignore /fail, so the retry on v1 succeeds.
 import http from 'node:http';
 
 const version = process.env.APP_VERSION ?? 'unknown';
@@ -12,7 +13,7 @@ const server = http.createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     return;
   }
-  if (req.url === '/fail') broken = true;
+  if (req.url === '/fail' && process.env.CAN_FAIL === '1') broken = true;
   if (broken) {
     res.writeHead(500, { 'content-type': 'text/plain' }).end(`demo app ${version}: broken on purpose\n`);
     return;
