@@ -70,6 +70,28 @@ function merge(all: ScenarioResult[]): ScenarioResult {
   return r;
 }
 
+/** Scenario id of a table row ("| docker-500: title … |" or a failed "| docker-500 | …"), null for other lines. */
+function rowId(line: string): string | null {
+  const m = /^\| ([^|:]+?)(?::| \|)/.exec(line);
+  return m && !line.startsWith('|---') && m[1] !== 'scenario' ? m[1]!.trim() : null;
+}
+
+/** The rows of `fresh` replace the rows with the same id in the old block; new ids go at the end. */
+export function mergeRows(oldBlock: string, fresh: string): { md: string; count: number } {
+  const freshLines = fresh.split('\n');
+  const head = freshLines.slice(0, 2);
+  const newRows = new Map(freshLines.slice(2).map((l) => [rowId(l), l] as const).filter((e): e is [string, string] => e[0] !== null));
+  const rows: string[] = [];
+  for (const l of oldBlock.split('\n')) {
+    const id = rowId(l);
+    if (id === null) continue;
+    rows.push(newRows.get(id) ?? l);
+    newRows.delete(id);
+  }
+  rows.push(...newRows.values());
+  return { md: [...head, ...rows].join('\n'), count: rows.length };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const write = !args.includes('--no-write');
@@ -96,11 +118,19 @@ async function main(): Promise<void> {
   const md = table(rows, failed);
   process.stdout.write(`\n${md}\n`);
   if (!write) return;
-  const stamp = `Generated ${new Date().toISOString()} on Node ${process.version}, ${rows.length} scenario(s)${only.length ? ` (${only.join(', ')})` : ''}.`;
-  const block = `${BEGIN}\n${stamp}\n\n${md}\n${END}`;
   const doc = fs.existsSync(DOC) ? fs.readFileSync(DOC, 'utf8') : `# Reliability\n\n${BEGIN}\n${END}\n`;
   const a = doc.indexOf(BEGIN.slice(0, 20));
   const b = doc.indexOf(END);
+  let stamp = `Generated ${new Date().toISOString()} on Node ${process.version}, ${rows.length} scenario(s).`;
+  let body = md;
+  if (only.length && a >= 0 && b > a) {
+    // Only some ids were run: keep the other rows of the table as they were, replace or append these.
+    const merged = mergeRows(doc.slice(a, b), md);
+    const previous = /Generated (\S+?Z)/.exec(doc.slice(a, b))?.[1] ?? '?';
+    stamp = `Generated ${previous}; re-run ${new Date().toISOString()} on Node ${process.version}: ${only.join(', ')} (other rows from the earlier run), ${merged.count} scenario(s).`;
+    body = merged.md;
+  }
+  const block = `${BEGIN}\n${stamp}\n\n${body}\n${END}`;
   const next = a >= 0 && b > a ? doc.slice(0, a) + block + doc.slice(b + END.length) : `${doc}\n${block}\n`;
   fs.writeFileSync(DOC, next);
   process.stdout.write(`\nwrote ${DOC}\n`);

@@ -10,8 +10,10 @@ import { LABEL_APPVERSION, LABEL_MANAGED_BY } from '../../controller/runtime/typ
 import { alive } from '../../controller/supervisor.js';
 import { buildTestImages, ensureDocker } from '../../test/helpers/docker.js';
 import { freePort, waitFor } from '../../test/helpers/molt.js';
+import http from 'node:http';
+import { DAEMON_SOCKET, daemonLiveRestore, ensureDaemon, startDaemon, stopDaemon } from './daemon.js';
 import { analyze, killLeftovers, MoltChild, MoltEnv, outage, readReqLog, type ScenarioResult, type VersionOpts } from './harness.js';
-import { MixedLoad, type WorkerSpec } from './load.js';
+import { isClientError, MixedLoad, type WorkerSpec } from './load.js';
 
 export interface Scenario {
   id: string;
@@ -304,6 +306,149 @@ function dockerScenario(id: string, title: string, bad: { image: string; kill?: 
 }
 
 // ------------------------------------------------------------------------------------------------
+// docker daemon restarted during a rollout (the development daemon under /tmp/molt-docker; see daemon.ts)
+
+/** The daemon's mode when this process first touched it: every run leaves it like that. */
+let originalLiveRestore: boolean | undefined;
+const SETTLE_TIMEOUT_MS = 90_000;
+
+function metricValue(port: number, re: RegExp): Promise<number | null> {
+  return new Promise((resolve) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => { const m = re.exec(body); resolve(m ? Number(m[1]) : null); });
+    }).on('error', () => resolve(null));
+  });
+}
+
+const s1 = (ms: number) => (ms / 1000).toFixed(1);
+
+/** pids of docker-proxy processes (the userland proxy behind ports published on 127.0.0.1). */
+function dockerProxies(): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (path.basename(fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')[0] ?? '') === 'docker-proxy') out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/**
+ * v1 serving, GET load, v2 written; as soon as v2 is Starting (or already serving) the daemon gets
+ * SIGTERM, exits, and is started again with the same flags. Then wait until clients are answered again
+ * and phases stop changing, with nothing done by hand: molt has to recover by itself.
+ */
+function daemonRestart(id: string, title: string, liveRestore: boolean, at: 'starting' | 'written' = 'starting'): Scenario {
+  return {
+    id, title, runtime: 'docker', ci: false,
+    async run() {
+      const docker = await dockerOrSkip();
+      if (typeof docker === 'string') throw new Error(`docker unavailable: ${docker}`);
+      if ((docker.modem as { socketPath?: string }).socketPath !== DAEMON_SOCKET) throw new Error(`only the development daemon (${DAEMON_SOCKET}) may be restarted`);
+      originalLiveRestore ??= daemonLiveRestore() ?? false;
+      await ensureDaemon(liveRestore);
+      const env = await new MoltEnv().start();
+      const stateDir = path.join(env.root, 'state');
+      const byVersion = async (name: string) => (await docker.listContainers({ all: true, filters: { label: [`${LABEL_APPVERSION}=${name}`, `${LABEL_MANAGED_BY}=${controllerIdFor(stateDir)}`] } }));
+      // Phase timeline, sampled every 50 ms.
+      const transitions: string[] = [];
+      let sampling = true;
+      let t0 = 0;
+      let lastChange = Date.now();
+      const last: Record<string, string> = {};
+      const sampler = (async () => {
+        while (sampling) {
+          for (const n of ['shop-v1', 'shop-v2']) {
+            const p = env.phase(n) ?? '-';
+            if (last[n] !== undefined && last[n] !== p && t0) transitions.push(`${n.slice(5)} ${last[n]}→${p} @${s1(Date.now() - t0)}s`);
+            if (last[n] !== p) lastChange = Date.now();
+            last[n] = p;
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      try {
+        env.write({ name: 'shop-v1', version: '1.0.0', image: 'v1' });
+        await waitFor('v1 to serve', async () => env.phase('shop-v1') === 'Promoted', 60000);
+        const load = new MixedLoad(env.port, GET_ONLY).start();
+        await more(load, 100);
+        const v1Before = (await byVersion('shop-v1')).map((c) => c.Id);
+        env.write({ name: 'shop-v2', version: '2.0.0', image: 'v2', failurePolicy: RESPONSE_TIMEOUT });
+        if (at === 'starting') await waitFor('v2 Starting or serving', () => ['Starting', 'Serving', 'Promoted'].includes(env.phase('shop-v2') ?? ''), 60000);
+        const phaseAtFault = env.phase('shop-v2') ?? 'not yet seen (file just written)';
+        const errorsBefore = await metricValue(env.handle.adminAddress.port, /molt_reconcile_total\{result="error"\} (\d+)/);
+        const proxiesBefore = dockerProxies();
+        const faultAt = (t0 = Date.now());
+        const downAt = await stopDaemon();
+        const upAt = await startDaemon(liveRestore);
+        // Settled: the last 30 answers all fine and started after the daemon was back, phases unchanged for 3 s.
+        let recovered = true;
+        try {
+          await waitFor('molt to serve again and settle', () => {
+            const tail = load.records.slice(-30);
+            return tail.length === 30 && tail.every((r) => !isClientError(r) && r.start > upAt) && Date.now() - lastChange > 3000;
+          }, SETTLE_TIMEOUT_MS);
+        } catch {
+          recovered = false;
+        }
+        await more(load, 300);
+        await load.stop();
+        const errorsAfter = await metricValue(env.handle.adminAddress.port, /molt_reconcile_total\{result="error"\} (\d+)/);
+        const p1 = env.phase('shop-v1') ?? '?';
+        const p2 = env.phase('shop-v2') ?? '?';
+        const r = analyze({ id, title, runtime: 'docker', records: load.records, root: env.root, logged: [], bad: null, faultAt, failures: env.failures, finalPhase: `v2 ${p2}, v1 ${p1}` });
+        const failure = env.failures.find((f) => f.versionId === 'shop-v2');
+        r.rollbackMs = failure ? failure.rolledBackAt - failure.firstFailureAt : null;
+
+        const after = load.records.filter((x) => x.end >= faultAt);
+        const failed = after.filter(isClientError);
+        const lastErr = failed.length ? Math.max(...failed.map((x) => x.end)) : faultAt;
+        const firstErr = failed.length ? Math.min(...failed.map((x) => x.start)) : null;
+        const firstOkAfter = load.records.find((x) => x.start >= lastErr && !isClientError(x));
+        const servesAgainMs = failed.length === 0 ? 0 : firstOkAfter ? firstOkAfter.end - faultAt : null;
+        const v1Now = await byVersion('shop-v1');
+        // A rolled-back version's containers are stopped (5 s grace; busybox httpd ignores SIGTERM as PID 1).
+        const v2Gone = await waitFor('v2 containers gone', async () => (await byVersion('shop-v2')).every((c) => c.State !== 'running') && Date.now(), 20000).catch(() => null);
+        const v2Now = await byVersion('shop-v2');
+        const proxiesAfter = dockerProxies();
+        const v1Fate = v1Before.every((cid) => v1Now.some((c) => c.Id === cid && c.State === 'running')) ? 'survived (same container)'
+          : v1Now.some((c) => c.State === 'running') ? 'recreated by molt' : 'not running';
+        const answeredAfterUp = (v: string) => load.records.filter((x) => x.start > upAt && x.servedBy === v).length;
+        const reconcileErrors = errorsBefore !== null && errorsAfter !== null ? errorsAfter - errorsBefore : null;
+        r.facts = {
+          recovered, servesAgainMs: servesAgainMs ?? -1, daemonStopMs: downAt - faultAt, daemonDownMs: upAt - downAt,
+          v1Survived: v1Fate.startsWith('survived'), reconcileErrors: reconcileErrors ?? -1,
+        };
+        r.notes.push([
+          `SIGTERM with v2 ${phaseAtFault}`,
+          `dockerd exited after ${s1(downAt - faultAt)} s, answered again ${s1(upAt - downAt)} s later`,
+          `client errors ${firstErr === null ? 'none' : `from +${s1(firstErr - faultAt)} s to +${s1(lastErr - faultAt)} s`}`,
+          `serving again (first 200 after the last error) ${servesAgainMs === null ? 'NEVER' : `+${s1(servesAgainMs)} s`}${recovered ? '' : ` — did not settle within ${SETTLE_TIMEOUT_MS / 1000} s`}`,
+          `after the daemon was back: v1 ${answeredAfterUp('v1')}, v2 ${answeredAfterUp('v2')} answers`,
+          `v1 container ${v1Fate}; v2 containers ${v2Now.length === 0 ? 'removed' : v2Now.map((c) => c.State).join('/')}${v2Gone ? ` (none running +${s1(v2Gone - faultAt)} s)` : ''}`,
+          `docker-proxy pids alive after the restart: ${proxiesBefore.filter((p) => proxiesAfter.includes(p)).length} of ${proxiesBefore.length}`,
+          `failed reconciles ${reconcileErrors ?? '?'}`,
+          `5xx bodies: ${Object.entries(failed.reduce<Record<string, number>>((m, x) => { const k = `${x.status} ${(x.detail ?? x.error).trim().slice(0, 60)}`; m[k] = (m[k] ?? 0) + 1; return m; }, {})).map(([k, n]) => `"${k}" ×${n}`).join(', ') || 'none'}`,
+          `phases: ${transitions.join(', ') || 'no change'}`,
+        ].join('; '));
+        return r;
+      } finally {
+        sampling = false;
+        await sampler;
+        await ensureDaemon(liveRestore).catch(() => {}); // a failed run must not leave the daemon down
+        await env.stop().catch(() => {});
+        await removeContainers(docker, stateDir).catch(() => {});
+        await ensureDaemon(originalLiveRestore);
+      }
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
 
 export const SCENARIOS: Scenario[] = [
   newestFails('500', 'newest answers 500', { mode: '500' }),
@@ -327,4 +472,7 @@ export const SCENARIOS: Scenario[] = [
   dockerScenario('docker-hang', 'container hangs (molt-test-app:hang, responseTimeout 1s)', { image: 'hang' }),
   dockerScenario('docker-kill', 'container killed while serving (docker kill)', { image: 'v2', kill: true }),
   dockerScenario('docker-exit', 'container exits 2 s after start (molt-test-app:v4)', { image: 'v4' }),
+  daemonRestart('docker-daemon-restart', 'Docker daemon restarted (SIGTERM, start again) while v2 starts; no --live-restore', false),
+  daemonRestart('docker-daemon-restart-written', 'Docker daemon restarted right after the v2 file is written (before v2 is up); no --live-restore', false, 'written'),
+  daemonRestart('docker-daemon-restart-live', 'Docker daemon restarted (SIGTERM, start again) while v2 starts; dockerd --live-restore', true),
 ];

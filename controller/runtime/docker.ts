@@ -128,6 +128,9 @@ function apiMessage(err: unknown): string {
   return m.trim();
 }
 
+/** Longer than any stop grace period molt asks for. */
+const DOCKER_TIMEOUT_MS = 60_000;
+
 export class DockerDriver implements RuntimeDriver {
   readonly kind = 'docker' as const;
   readonly #docker: Dockerode;
@@ -135,7 +138,9 @@ export class DockerDriver implements RuntimeDriver {
   readonly #log: Logger | undefined;
 
   constructor(opts: DockerDriverOptions) {
-    this.#docker = opts.docker ?? new Dockerode();
+    // DOCKER_HOST is honoured (docker-modem's defaults). A request timeout keeps a hung or
+    // half-started daemon from stalling the reconcile loop forever (DOCKER_CLIENT_TIMEOUT overrides).
+    this.#docker = opts.docker ?? new Dockerode(process.env.DOCKER_CLIENT_TIMEOUT ? undefined : { timeout: DOCKER_TIMEOUT_MS });
     this.#controllerId = opts.controllerId;
     this.#log = opts.log;
   }
