@@ -5,6 +5,7 @@
 
 import { once } from 'node:events';
 import net from 'node:net';
+import { line, onLines } from '../sidecar/ndjson.js';
 import {
   DEFAULT_FAILURE_POLICY,
   DEFAULT_TRANSITION,
@@ -44,8 +45,8 @@ export class FakeController {
   /** Replaces the table and pushes it to every connected sidecar. */
   setTable(table: RoutingTable): void {
     this.#table = table;
-    const line = JSON.stringify({ type: 'routes', table }) + '\n';
-    for (const s of this.#sockets) s.write(line);
+    const msg = line({ type: 'routes', table });
+    for (const s of this.#sockets) s.write(msg);
   }
 
   /** Resolves once a sidecar acked `revision` (or a later one); rejects after timeoutMs. */
@@ -72,41 +73,33 @@ export class FakeController {
     this.#sockets.add(s);
     s.on('error', () => {});
     s.on('close', () => this.#sockets.delete(s));
-    s.write(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: process.pid }) + '\n');
-    let buf = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let m: { type?: unknown; revision?: unknown };
-        try {
-          m = JSON.parse(line) as typeof m;
-        } catch {
-          this.counters.badLines++;
-          continue;
-        }
-        switch (m.type) {
-          case 'hello':
-            this.counters.hellos++;
-            s.write(JSON.stringify({ type: 'routes', table: this.#table }) + '\n');
-            break;
-          case 'ack':
-            this.counters.acks++;
-            if (typeof m.revision === 'number' && m.revision > this.#acked) this.#acked = m.revision;
-            for (const w of this.#waiters.splice(0)) w();
-            break;
-          case 'failure':
-            this.counters.failures++;
-            break;
-          case 'stats':
-            this.counters.stats++;
-            break;
-          default:
-            break;
-        }
+    s.write(line({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: process.pid }));
+    onLines(s, (l) => {
+      let m: { type?: unknown; revision?: unknown };
+      try {
+        m = JSON.parse(l) as typeof m;
+      } catch {
+        this.counters.badLines++;
+        return;
+      }
+      switch (m.type) {
+        case 'hello':
+          this.counters.hellos++;
+          s.write(line({ type: 'routes', table: this.#table }));
+          break;
+        case 'ack':
+          this.counters.acks++;
+          if (typeof m.revision === 'number' && m.revision > this.#acked) this.#acked = m.revision;
+          for (const w of this.#waiters.splice(0)) w();
+          break;
+        case 'failure':
+          this.counters.failures++;
+          break;
+        case 'stats':
+          this.counters.stats++;
+          break;
+        default:
+          break;
       }
     });
   }

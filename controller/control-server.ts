@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { line, onLines } from '../sidecar/ndjson.js';
 import {
-  MAX_LINE_BYTES,
   PROTOCOL_VERSION,
   type FailureMessage,
   type HelloMessage,
@@ -29,7 +29,6 @@ interface Peer {
   socket: net.Socket;
   pid: number;
   acked: number;
-  buf: string;
 }
 
 export class ControlServer extends EventEmitter<ControlServerEvents> {
@@ -86,8 +85,8 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
   /** Send a table to every connected sidecar (and to any that connects later). */
   push(table: RoutingTable): void {
     this.#table = table;
-    const line = JSON.stringify({ type: 'routes', table }) + '\n';
-    for (const p of this.#peers) if (p.pid) p.socket.write(line);
+    const msg = line({ type: 'routes', table });
+    for (const p of this.#peers) if (p.pid) p.socket.write(msg);
   }
 
   async close(): Promise<void> {
@@ -100,24 +99,15 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
   }
 
   #accept(socket: net.Socket): void {
-    const peer: Peer = { socket, pid: 0, acked: 0, buf: '' };
+    const peer: Peer = { socket, pid: 0, acked: 0 };
     this.#peers.add(peer);
-    socket.setEncoding('utf8');
     const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: process.pid };
-    socket.write(JSON.stringify(hello) + '\n');
-    socket.on('data', (chunk: string) => {
-      peer.buf += chunk;
-      if (peer.buf.length > MAX_LINE_BYTES) {
+    socket.write(line(hello));
+    onLines(socket, (l) => this.#onLine(peer, l), {
+      onTooLong: () => {
         this.#log?.warn({ pid: peer.pid }, 'control: line too long from sidecar, closing');
         socket.destroy();
-        return;
-      }
-      let nl: number;
-      while ((nl = peer.buf.indexOf('\n')) !== -1) {
-        const line = peer.buf.slice(0, nl);
-        peer.buf = peer.buf.slice(nl + 1);
-        if (line.length) this.#onLine(peer, line);
-      }
+      },
     });
     socket.on('error', () => {});
     socket.on('close', () => {
@@ -163,7 +153,7 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
         peer.pid = msg.pid;
         peer.acked = msg.revision ?? 0;
         this.#log?.info({ pid: msg.pid, revision: peer.acked }, 'sidecar connected');
-        if (this.#table) peer.socket.write(JSON.stringify({ type: 'routes', table: this.#table }) + '\n');
+        if (this.#table) peer.socket.write(line({ type: 'routes', table: this.#table }));
         this.emit('connected', msg.pid);
         break;
       case 'ack':

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { ControlClient } from '../sidecar/control-client.js';
+import { line, onLines } from '../sidecar/ndjson.js';
 import { createRoutingState } from '../sidecar/routing.js';
 import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable } from '../sidecar/protocol.js';
 
@@ -20,19 +21,12 @@ class FakeController {
       this.peers.add(s);
       s.on('error', () => {});
       s.on('close', () => this.peers.delete(s));
-      s.write(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: 1 }) + '\n');
-      let buf = '';
-      s.setEncoding('utf8');
-      s.on('data', (d: string) => {
-        buf += d;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) !== -1) {
-          const m = JSON.parse(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-          this.received.push(m);
-          if (m.type === 'hello') this.onHello?.(s);
-          this.#waiters = this.#waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));
-        }
+      s.write(line({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: 1 }));
+      onLines(s, (l) => {
+        const m = JSON.parse(l);
+        this.received.push(m);
+        if (m.type === 'hello') this.onHello?.(s);
+        this.#waiters = this.#waiters.filter((w) => (w.pred(m) ? (w.resolve(m), false) : true));
       });
     });
   }

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { createRoutingState, type Routing } from '../sidecar/routing.js';
 import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from '../sidecar/workers.js';
 import { parseSidecarArgs } from '../sidecar/main.js';
+import { line, onLines } from '../sidecar/ndjson.js';
 import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type TransitionConfig } from '../sidecar/protocol.js';
 
 function tableOf(revision: number, ports: [number, number], transition: Partial<TransitionConfig> = {}): RoutingTable {
@@ -122,19 +123,12 @@ for (const workers of [1, 2]) test(`sidecar process (--workers ${workers}) end t
   const waiters: Array<() => void> = [];
   const ctl = net.createServer((s) => {
     s.on('error', () => {});
-    s.write(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: 1 }) + '\n');
-    let buf = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const m = JSON.parse(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-        received.push(m);
-        if (m.type === 'hello') s.write(JSON.stringify({ type: 'routes', table: tableOf(9, ports) }) + '\n');
-        waiters.splice(0).forEach((w) => w());
-      }
+    s.write(line({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: 1 }));
+    onLines(s, (l) => {
+      const m = JSON.parse(l);
+      received.push(m);
+      if (m.type === 'hello') s.write(line({ type: 'routes', table: tableOf(9, ports) }));
+      waiters.splice(0).forEach((w) => w());
     });
   });
   ctl.listen(socketPath);
