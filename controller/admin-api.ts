@@ -10,7 +10,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseAllDocuments } from 'yaml';

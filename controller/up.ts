@@ -6,7 +6,6 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import type { Logger } from 'pino';
 import { createAdminServer, checkAdminBind, ThesisStore } from './admin-api.js';
 import { parseArgs, parseHostPort } from './args.js';
 import { LocalController } from './controller.js';
@@ -133,8 +132,7 @@ export function controllerIdFor(stateDir: string): string {
   return 'molt-' + crypto.createHash('sha256').update(path.resolve(stateDir)).digest('hex').slice(0, 10);
 }
 
-export function printWelcome(h: UpHandle, dir: string, log: Logger | null = null): void {
-  void log;
+export function printWelcome(h: UpHandle, dir: string): void {
   const url = `http://${h.listen}/`;
   process.stdout.write(`
 molt is up.
