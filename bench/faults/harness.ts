@@ -8,7 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { runUp, type UpHandle } from '../../controller/up.js';
 import type { FailureMessage } from '../../sidecar/protocol.js';
-import { FIXTURES, freePort, tempDir, waitFor } from '../../test/helpers/molt.js';
+import { appVersionYaml, FIXTURES, freePort, tempDir, waitFor } from '../../test/helpers/molt.js';
 import { describeError, isClientError, type RequestRecord } from './load.js';
 
 export const FAULT_APP = path.join(FIXTURES, 'fault-app.mjs');
@@ -39,21 +39,7 @@ export function appVersion(root: string, o: VersionOpts): string {
       MODE: "${o.mode ?? 'ok'}"
       REQ_LOG: ${JSON.stringify(reqLogPath(root, o.name))}
 `;
-  return `apiVersion: molt.dev/v1alpha1
-kind: AppVersion
-metadata:
-  name: ${o.name}
-spec:
-  app: ${o.app ?? 'shop'}
-  version: "${o.version}"
-  transition:
-    mode: INSTANT
-  healthCheck:
-    path: /healthz
-    interval: 100ms
-    timeout: 1s
-    startupTimeout: 20s
-${policy}${runtime}`;
+  return appVersionYaml({ name: o.name, app: o.app, version: o.version, runtime, failurePolicy: policy });
 }
 
 export function reqLogPath(root: string, name: string): string {
