@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
 export const SIDECAR_MAIN = path.resolve(HERE, '..', 'sidecar', 'main.js');
 const HTTP_PROXY_SERVER = path.resolve(HERE, 'http-proxy-server.js');
+const RAW_PIPE_SERVER = path.resolve(HERE, 'raw-pipe-server.js');
 
 export class PeerError extends Error {
   readonly code = 'MOLT_ERR_BENCH_PEER';
@@ -312,6 +313,13 @@ export interface SidecarStart {
   workers: number;
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir', DIR]. */
   nodeArgs?: string[];
+}
+
+/** Node's floor: a raw net pipe, one upstream connection per client connection, no parsing. */
+export function startRawPipe(root: string, name: string, port: number, upstream: number): Peer {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  return new Peer(name, port, path.join(dir, 'stderr.log'), process.execPath, [RAW_PIPE_SERVER, String(port), String(upstream)]);
 }
 
 export function startSidecar(root: string, name: string, o: SidecarStart): Peer {

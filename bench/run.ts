@@ -21,6 +21,7 @@ import {
   startHttpProxy,
   startNginxBackend,
   startNginxProxy,
+  startRawPipe,
   startSidecar,
   stopAll,
   type Peer,
@@ -39,6 +40,7 @@ const USAGE = `usage: node dist/bench/run.js [--quick] [--rounds N] [--duration 
   --workers N      worker processes for the multi-worker run (default min(4, max(2, CPUs)))
   --profile        afterwards, profile the sidecar (node --cpu-prof) during one 5 s wrk run
   --only-profile   only the profile run
+  --only-main      only the 1-worker table and one-connection latency (molt, nginx, Node raw pipe)
   --no-write       do not write bench/results/latest.md`;
 
 interface Options {
@@ -49,6 +51,7 @@ interface Options {
   warmup: number;
   profile: boolean;
   onlyProfile: boolean;
+  onlyMain: boolean;
   write: boolean;
   argv: string[];
 }
@@ -62,6 +65,7 @@ function parseArgs(argv: string[]): Options {
     warmup: 1,
     profile: false,
     onlyProfile: false,
+    onlyMain: false,
     write: true,
     argv,
   };
@@ -80,6 +84,7 @@ function parseArgs(argv: string[]): Options {
       case '--workers': o.workers = int(argv[++i], a, 1, 64); break;
       case '--profile': o.profile = true; break;
       case '--only-profile': o.profile = true; o.onlyProfile = true; break;
+      case '--only-main': o.onlyMain = true; break;
       case '--no-write': o.write = false; break;
       case '-h': case '--help': console.log(USAGE); process.exit(0); break;
       default: throw new Error(`unknown argument "${a}"\n${USAGE}`);
@@ -313,6 +318,7 @@ async function main(): Promise<void> {
       const haproxyT: Target = { label: 'HAProxy (nbthread 1)', peer: startHaproxy(root, 'haproxy', await freePort(), b1) };
       const caddyT: Target = { label: 'Caddy (GOMAXPROCS=1)', peer: startCaddy(root, 'caddy', await freePort(), b1) };
       const httpProxyT: Target = { label: 'npm http-proxy (keep-alive agent)', peer: startHttpProxy(root, 'http-proxy', await freePort(), b1) };
+      const pipeT: Target = { label: 'Node raw pipe (no parsing)', peer: startRawPipe(root, 'raw-pipe', await freePort(), b1) };
       const directN: Target = { label: `direct (backend nginx, ${o.workers} workers)`, peer: backendN };
       const moltNT: Target = { label: `molt sidecar (${o.workers} workers)`, peer: moltN.peer };
       const nginxNT: Target = { label: `nginx proxy (${o.workers} workers)`, peer: startNginxProxy(root, `nginx-${o.workers}w`, await freePort(), [bN], o.workers) };
@@ -320,26 +326,27 @@ async function main(): Promise<void> {
       const concurrentT: Target = { label: 'molt CONCURRENT (v2 + shadow v1)', peer: concurrent.peer };
       const splitT: Target = { label: 'nginx 2 upstreams round-robin', peer: startNginxProxy(root, 'nginx-split', await freePort(), [b1, b2], 1, 'split') };
       const mirrorT: Target = { label: 'nginx mirror (v2 + mirror v1)', peer: startNginxProxy(root, 'nginx-mirror', await freePort(), [b1, b2], 1, 'mirror') };
-      const all = [moltT, nginxT, haproxyT, caddyT, httpProxyT, moltNT, nginxNT, gradualT, concurrentT, splitT, mirrorT];
+      const all = [moltT, nginxT, haproxyT, caddyT, httpProxyT, pipeT, moltNT, nginxNT, gradualT, concurrentT, splitT, mirrorT];
       await Promise.all(all.map((t) => t.peer.waitReady()));
 
-      const main = await measure('1 worker', [direct, moltT, nginxT, haproxyT, caddyT, httpProxyT], wrkMain, o);
-      const c1 = await measure('-c1', [direct, moltT, nginxT, haproxyT], wrkC1, o);
-      const multi = await measure(`${o.workers} workers`, [directN, moltNT, nginxNT], wrkMulti, o);
-      const modes = await measure('modes', [moltT, gradualT, splitT, concurrentT, mirrorT], wrkMain, o);
+      const main = await measure('1 worker', o.onlyMain ? [direct, moltT, nginxT, pipeT] : [direct, moltT, nginxT, haproxyT, caddyT, httpProxyT, pipeT], wrkMain, o);
+      const c1 = await measure('-c1', o.onlyMain ? [direct, moltT, nginxT] : [direct, moltT, nginxT, haproxyT], wrkC1, o);
+      const multi = o.onlyMain ? [] : await measure(`${o.workers} workers`, [directN, moltNT, nginxNT], wrkMulti, o);
+      const modes = o.onlyMain ? [] : await measure('modes', [moltT, gradualT, splitT, concurrentT, mirrorT], wrkMain, o);
 
-      const rowOf = (rows: Row[], t: Target) => rows.find((r) => r.label === t.label)!;
+      const rowOf = (rows: Row[], t: Target): Row => rows.find((r) => r.label === t.label)!;
       const m1 = rowOf(main, moltT);
       const n1 = rowOf(main, nginxT);
       const mc = rowOf(c1, moltT);
       const nc = rowOf(c1, nginxT);
       const dc = rowOf(c1, direct);
-      const mN = rowOf(multi, moltNT);
-      const nN = rowOf(multi, nginxNT);
+      const mN = o.onlyMain ? m1 : rowOf(multi, moltNT);
+      const nN = o.onlyMain ? n1 : rowOf(multi, nginxNT);
+      const pipe = rowOf(main, pipeT);
       md.push(
         `Each row: median of ${o.rounds} round(s) × ${o.duration} s of \`wrk --latency\`, targets interleaved (order rotated each round) after a ${o.warmup} s warm-up each. Backend: nginx, ${'`return 200`'} of a 33-byte body, access log off. All on 127.0.0.1; wrk, backend and proxy share the machine's CPUs.`,
         '',
-        `**molt / nginx (1 worker): ${ratio(m1.rps, n1.rps)} throughput, p99 ${fmtLat(m1.p99Us)} vs ${fmtLat(n1.p99Us)}; one connection: added p50 ${fmtSigned(mc.p50Us - dc.p50Us)} vs nginx ${fmtSigned(nc.p50Us - dc.p50Us)}; ${o.workers} workers: ${ratio(mN.rps, nN.rps)}.**`,
+        `**molt / nginx (1 worker): ${ratio(m1.rps, n1.rps)} throughput, p99 ${fmtLat(m1.p99Us)} vs ${fmtLat(n1.p99Us)}; one connection: added p50 ${fmtSigned(mc.p50Us - dc.p50Us)} vs nginx ${fmtSigned(nc.p50Us - dc.p50Us)}${o.onlyMain ? '' : `; ${o.workers} workers: ${ratio(mN.rps, nN.rps)}`}. Node raw pipe / nginx: ${ratio(pipe.rps, n1.rps)}; molt / Node raw pipe: ${ratio(m1.rps, pipe.rps)}.**`,
         '',
         `## 1 worker / 1 thread each (wrk -t1 -c${o.connections})`,
         '',
@@ -349,14 +356,16 @@ async function main(): Promise<void> {
         '',
         latencyTable(c1, direct.label),
         '',
-        `## ${o.workers} workers (wrk -t2 -c${o.connections * 2}; backend nginx with ${o.workers} workers)`,
-        '',
-        throughputTable(multi, nginxNT.label, 'nginx'),
-        '',
-        `## Routing modes with two backend versions (1 process/worker each; wrk -t1 -c${o.connections}, no cookies kept)`,
-        '',
-        throughputTable(modes, moltT.label, 'molt INSTANT'),
-        '',
+        ...(o.onlyMain ? [] : [
+          `## ${o.workers} workers (wrk -t2 -c${o.connections * 2}; backend nginx with ${o.workers} workers)`,
+          '',
+          throughputTable(multi, nginxNT.label, 'nginx'),
+          '',
+          `## Routing modes with two backend versions (1 process/worker each; wrk -t1 -c${o.connections}, no cookies kept)`,
+          '',
+          throughputTable(modes, moltT.label, 'molt INSTANT'),
+          '',
+        ]),
       );
       const counters = [molt, gradual, concurrent, moltN].map((m) => m.ctl.counters.failures).reduce((a, b) => a + b, 0);
       if (counters > 0) md.push(`Note: the sidecars reported ${counters} failure message(s) during the run (a backend error or timeout tripped a failure policy).`, '');

@@ -33,6 +33,7 @@ import {
   type FramingErrorCode,
 } from './framing.js';
 import { UpstreamPool, type UpstreamConn, type UpstreamErrorKind, type UpstreamOwner } from './upstream-pool.js';
+import { SocketWriter } from './socket-writer.js';
 import { TimerWheel, now, type TimerItem } from './timers.js';
 
 export interface ProxyLimits {
@@ -271,7 +272,7 @@ class Exchange implements UpstreamOwner {
 
   #writeAll(c: UpstreamConn, chunks: Buffer[]): void {
     const s = c.socket;
-    if (chunks.length === 1) s.write(chunks[0]!);
+    if (chunks.length === 1) c.writer.write(chunks[0]!);
     else {
       s.cork();
       for (let i = 0; i < chunks.length; i++) s.write(chunks[i]!);
@@ -290,14 +291,14 @@ class Exchange implements UpstreamOwner {
       return this.queuedBytes < this.client.proxy.limits.maxRetryBodyBytes;
     }
     this.written = true;
-    return c.socket.write(chunk);
+    return c.writer.write(chunk);
   }
 
   get needsDrain(): boolean {
     const c = this.conn;
     if (c === null || this.state === X_DONE) return false;
     if (this.queue !== null) return this.queuedBytes >= this.client.proxy.limits.maxRetryBodyBytes;
-    return c.socket.writableNeedDrain;
+    return c.writer.needsDrain;
   }
 
   requestSent(): void {
@@ -329,7 +330,7 @@ class Exchange implements UpstreamOwner {
       case X_DISCARD: this.#discardData(chunk, 0); return;
       case X_HOLD: this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]); break;
       case X_TUNNEL:
-        if (!this.client.socket.write(chunk)) c.socket.pause();
+        if (!this.client.writer.write(chunk)) { this.client.relayPaused = true; c.socket.pause(); }
         break;
       default:
         return;
@@ -337,7 +338,7 @@ class Exchange implements UpstreamOwner {
     // `chunk` lives in c's reused read buffer. Still referenced after this call (a held head or
     // rest, a partial head, or client bytes not flushed synchronously: the Writable queue and libuv
     // keep views, not copies)? Then c's next read must go elsewhere.
-    if (this.state === X_HOLD || this.respBuf !== null || this.client.socket.writableLength > 0) c.pin();
+    if (this.state === X_HOLD || this.respBuf !== null || !this.client.writer.flushed) c.pin();
   }
 
   #headData(c: UpstreamConn, chunk: Buffer): void {
@@ -535,12 +536,14 @@ function holdsClientBytes(ex: Exchange | null): boolean {
   if (ex === null) return false;
   if (ex.queue !== null) return true;
   const c = ex.conn;
-  return c !== null && c.socket.writableLength > 0;
+  return c !== null && !c.writer.flushed;
 }
 
 class ClientConn implements TimerItem {
   readonly proxy: ProxyImpl;
   readonly socket: net.Socket;
+  /** Hot-path writes to `socket` (socket-writer.ts). */
+  readonly writer: SocketWriter;
   readonly head: HeadScanner;
   readonly body: BodyScanner;
   readonly limits: ProxyLimits;
@@ -581,6 +584,7 @@ class ClientConn implements TimerItem {
   constructor(proxy: ProxyImpl, socket: net.Socket) {
     this.proxy = proxy;
     this.socket = socket;
+    this.writer = new SocketWriter(socket, () => this.#onDrain());
     this.limits = proxy.limits;
     this.head = new HeadScanner(true, this.limits.maxHeaderBytes, this.limits.maxHeaders);
     this.body = new BodyScanner(this.limits.maxHeaderBytes);
@@ -644,7 +648,7 @@ class ClientConn implements TimerItem {
     switch (this.reqState) {
       case RQ_TUNNEL: {
         const up = this.relay?.conn;
-        if (up && !up.socket.write(chunk)) this.socket.pause();
+        if (up && !up.writer.write(chunk)) this.socket.pause();
         return;
       }
       case RQ_BODY:
@@ -1094,7 +1098,7 @@ class ClientConn implements TimerItem {
       // Common case: head and a small body arrived together. One buffer, one write.
       const n = c.body.execute(r, 0, r.length);
       if (n === ERROR) { this.#badResponseBody(ex); return; }
-      sock.write(this.#buildResponseHead(ex, false, r, n));
+      if (!this.writer.write(this.#buildResponseHead(ex, false, r, n)) && !c.body.done) { this.relayPaused = true; c.socket.pause(); }
       if (c.body.done) {
         if (n < r.length) ex.reusable = false;
         ex.complete();
@@ -1153,7 +1157,7 @@ class ClientConn implements TimerItem {
     const b = c.body;
     const n = b.execute(buf, start, buf.length);
     if (n === ERROR) { this.#badResponseBody(ex); return; }
-    if (n > 0 && !this.socket.write(n === buf.length && start === 0 ? buf : buf.subarray(start, start + n))) {
+    if (n > 0 && !this.writer.write(n === buf.length && start === 0 ? buf : buf.subarray(start, start + n))) {
       this.relayPaused = true;
       c.socket.pause();
     }

@@ -9,6 +9,7 @@
 
 import net from 'node:net';
 import { BodyScanner, HeadScanner } from './framing.js';
+import { SocketWriter } from './socket-writer.js';
 import { now, type TimerItem, type TimerWheel } from './timers.js';
 
 export type UpstreamErrorKind = 'connect' | 'connect-timeout' | 'reset' | 'response-timeout';
@@ -46,6 +47,8 @@ export interface UpstreamPoolOptions {
 
 export class UpstreamConn implements TimerItem {
   readonly socket: net.Socket;
+  /** Hot-path writes to `socket` (see socket-writer.ts); drains go to the owner like 'drain' does. */
+  readonly writer: SocketWriter;
   readonly key: string;
   readonly pool: UpstreamPool;
   readonly head: HeadScanner;
@@ -76,6 +79,7 @@ export class UpstreamConn implements TimerItem {
       onread: { buffer: () => this.#nextBuffer(), callback: (n: number, b: Uint8Array) => this.#onRead(n, b as Buffer) },
     });
     this.socket = s;
+    this.writer = new SocketWriter(s, () => { if (this.owner !== null) this.owner.onUpstreamDrain(this); });
     s.on('connect', () => this.#onConnect());
     s.on('end', () => this.#onEnd());
     s.on('error', (e: Error) => { this.#error = e; });

@@ -1,0 +1,82 @@
+// A/B comparison of two sidecar builds or settings on one backend, for work on the hot path:
+//   node dist/bench/ab.js [--rounds N] [--duration S] [--connections C] ENV_A -- ENV_B
+// ENV_x is a space-separated list of NAME=VALUE pairs for that sidecar's environment (or "-" for
+// none), e.g. `MOLT_SOCKET_WRITER=stream -- -`. Interleaves A and B for N rounds, prints each run
+// and the medians of req/s and sidecar CPU µs per request. The machine is shared and noisy: CPU per
+// request, summed over user and sys, moves much less from run to run than req/s does.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { benchTable, FakeController } from './fake-controller.js';
+import { cpuTimes, freePort, Peer, startNginxBackend, stopAll } from './peers.js';
+import { runWrk } from './wrk.js';
+
+const SIDECAR_MAIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'sidecar', 'main.js');
+
+function parse(argv: string[]): { rounds: number; duration: number; connections: number; envs: Array<Record<string, string>> } {
+  let rounds = 6;
+  let duration = 3;
+  let connections = 64;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--rounds') rounds = Number(argv[++i]);
+    else if (argv[i] === '--duration') duration = Number(argv[++i]);
+    else if (argv[i] === '--connections') connections = Number(argv[++i]);
+    else rest.push(argv[i]!);
+  }
+  const sep = rest.indexOf('--');
+  if (sep < 0) throw new Error('usage: node dist/bench/ab.js [--rounds N] [--duration S] [--connections C] ENV_A... -- ENV_B...');
+  const env = (xs: string[]) => Object.fromEntries(xs.filter((x) => x !== '-').map((x) => { const i = x.indexOf('='); return [x.slice(0, i), x.slice(i + 1)]; }));
+  return { rounds, duration, connections, envs: [env(rest.slice(0, sep)), env(rest.slice(sep + 1))] };
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'molt-ab-'));
+  fs.chmodSync(root, 0o755);
+  const ctls: FakeController[] = [];
+  try {
+    const b = await freePort();
+    const backend = startNginxBackend(root, 'backend', [b], 1);
+    await backend.waitReady();
+    const peers: Peer[] = [];
+    for (const [i, env] of o.envs.entries()) {
+      const sock = path.join(root, `ctl${i}.sock`);
+      const ctl = new FakeController(sock, benchTable(1, 'INSTANT', { host: '127.0.0.1', port: b }, { host: '127.0.0.1', port: b }));
+      await ctl.start();
+      ctls.push(ctl);
+      const port = await freePort();
+      fs.mkdirSync(path.join(root, `s${i}`));
+      const p = new Peer(`sidecar-${'AB'[i]}`, port, path.join(root, `s${i}`, 'log'), process.execPath,
+        [SIDECAR_MAIN, '--listen', `127.0.0.1:${port}`, '--control', sock, '--log-level', 'warn'], env);
+      await p.waitReady();
+      await ctl.waitForAck(1);
+      peers.push(p);
+    }
+    const res: Array<{ rps: number[]; cpu: number[] }> = peers.map(() => ({ rps: [], cpu: [] }));
+    for (const p of peers) await runWrk({ url: p.url, connections: o.connections, threads: 1, durationSeconds: 2 });
+    for (let r = 0; r < o.rounds; r++) {
+      for (let k = 0; k < peers.length; k++) {
+        const i = (k + r) % peers.length;
+        const p = peers[i]!;
+        const before = cpuTimes(p.child.pid);
+        const w = await runWrk({ url: p.url, connections: o.connections, threads: 1, durationSeconds: o.duration });
+        const after = cpuTimes(p.child.pid);
+        const cpu = (after.user - before.user + after.sys - before.sys) * 1e6 / Math.max(1, w.requests);
+        res[i]!.rps.push(w.requestsPerSec);
+        res[i]!.cpu.push(cpu);
+        console.log(`round ${r + 1} ${'AB'[i]}: ${Math.round(w.requestsPerSec)} req/s, ${cpu.toFixed(1)} µs CPU/req${w.errors ? `, ${w.errors} errors` : ''}`);
+      }
+    }
+    for (const [i, x] of res.entries()) console.log(`${'AB'[i]} ${JSON.stringify(o.envs[i])}: median ${Math.round(median(x.rps))} req/s, ${median(x.cpu).toFixed(1)} µs CPU/req`);
+  } finally {
+    await stopAll();
+    for (const c of ctls) await c.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => { console.error(e); process.exitCode = 1; });
