@@ -43,6 +43,10 @@ export interface ProxyLimits {
   idleTimeoutMs: number;
   maxRetryBodyBytes: number;
   maxPipelined: number;
+  /** A response of known length up to this size, to a request that could still fail over, is
+   *  relayed only once it is complete: an upstream dying mid-body then costs a retry, not a
+   *  truncated response. 0 = always stream. */
+  maxBufferedResponseBytes: number;
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
@@ -52,6 +56,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   idleTimeoutMs: 60000,
   maxRetryBodyBytes: 1048576,
   maxPipelined: 32,
+  maxBufferedResponseBytes: 65536,
 };
 
 export interface ProxyOptions {
@@ -135,6 +140,7 @@ const X_RELAY = 2;
 const X_DISCARD = 3;
 const X_DONE = 4;
 const X_TUNNEL = 5;
+const X_BUFFER = 6; // head received and kept; body being collected before anything is relayed
 
 class ProxyImpl implements Proxy {
   readonly server: net.Server;
@@ -230,6 +236,9 @@ class Exchange implements UpstreamOwner {
   headBuf: Buffer | null = null;
   headLen = 0;
   rest: Buffer | null = null;
+  /** X_BUFFER: the body collected so far (our own copy), and how much of it is filled. */
+  bodyBuf: Buffer | null = null;
+  bodyFill = 0;
   bodyKind: BodyKind = BODY_NONE;
   reusable = false;
   // orphaned shadow bookkeeping (request finished before the shadow answered)
@@ -329,6 +338,7 @@ class Exchange implements UpstreamOwner {
       case X_RELAY: this.client.relayData(this, chunk, 0); break;
       case X_DISCARD: this.#discardData(chunk, 0); return;
       case X_HOLD: this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]); break;
+      case X_BUFFER: this.#bufferData(c, chunk); break;
       case X_TUNNEL:
         if (!this.client.writer.write(chunk)) { this.client.relayPaused = true; c.socket.pause(); }
         break;
@@ -338,7 +348,7 @@ class Exchange implements UpstreamOwner {
     // `chunk` lives in c's reused read buffer. Still referenced after this call (a held head or
     // rest, a partial head, or client bytes not flushed synchronously: the Writable queue and libuv
     // keep views, not copies)? Then c's next read must go elsewhere.
-    if (this.state === X_HOLD || this.respBuf !== null || !this.client.writer.flushed) c.pin();
+    if (this.state === X_HOLD || this.state === X_BUFFER || this.respBuf !== null || !this.client.writer.flushed) c.pin();
   }
 
   #headData(c: UpstreamConn, chunk: Buffer): void {
@@ -386,6 +396,37 @@ class Exchange implements UpstreamOwner {
     const c = this.conn;
     if (c !== null) { this.conn = null; this.client.proxy.pool.destroy(c); }
     this.#failed('protocol', 'protocol ' + detail);
+  }
+
+  /** Collect the rest of a response of known length before relaying it (see maxBufferedResponseBytes).
+   *  The head stays where it was read (its read buffer is pinned); body bytes are copied. The
+   *  response timeout now covers the body too: an upstream stalling mid-body can still fail over. */
+  startBuffering(): void {
+    const c = this.conn!;
+    this.state = X_BUFFER;
+    this.bodyBuf = Buffer.allocUnsafe(c.head.contentLength);
+    this.bodyFill = 0;
+    c.armResponseTimeout(this.target.responseTimeoutMs);
+    const r = this.rest;
+    this.rest = null;
+    if (r !== null) this.#bufferData(c, r);
+  }
+
+  #bufferData(c: UpstreamConn, chunk: Buffer): void {
+    const b = c.body;
+    const n = b.execute(chunk, 0, chunk.length);
+    if (n === ERROR) { this.#protocolError(b.errorReason); return; }
+    this.bodyFill += chunk.copy(this.bodyBuf!, this.bodyFill, 0, n);
+    if (!b.done) return;
+    c.disarm();
+    if (n < chunk.length) this.reusable = false; // bytes after the response: don't trust the socket
+    // Relay as if head and body had arrived together: the scanner runs again over the copy.
+    b.reset(BODY_LENGTH, c.head.contentLength);
+    this.rest = this.bodyBuf;
+    this.bodyBuf = null;
+    this.state = X_WAIT;
+    if (this.gen === this.client.gen) this.client.bufferedResponse(this);
+    else this.discard();
   }
 
   /** Hold the response: pause the socket until the client decides. */
@@ -470,6 +511,10 @@ class Exchange implements UpstreamOwner {
           this.client.proxy.routing.recordFailure(this.target, 'reset', detail, now() - this.startedAt);
         }
         if (this.gen === this.client.gen) this.client.onHeldLost(this);
+        return;
+      case X_BUFFER:
+        this.bodyBuf = null;
+        this.#failed(kind, detail); // nothing relayed yet: the client may still fail over
         return;
       case X_WAIT:
         break;
@@ -1029,6 +1074,24 @@ class ClientConn implements TimerItem {
       if (this.#canFailover(ex)) { ex.abort(); this.#startFallback(ex); return; }
     }
     if (shadow !== null && shadow.state === X_HOLD) shadow.discard();
+    if (this.#shouldBuffer(ex, shadow)) { ex.startBuffering(); return; }
+    this.#startRelay(ex);
+  }
+
+  /** Buffer a small response of known length that is not complete yet, when the request could still
+   *  fail over if the upstream dies before the body is complete (CONCURRENT keeps its own rules). */
+  #shouldBuffer(ex: Exchange, shadow: Exchange | null): boolean {
+    if (ex.bodyKind !== BODY_LENGTH || ex.status === 101 || (shadow !== null && shadow.state !== X_DONE)) return false;
+    const c = ex.conn!;
+    if (c.body.done) return false;
+    const len = c.head.contentLength;
+    if (len > this.limits.maxBufferedResponseBytes || (ex.rest !== null && ex.rest.length >= len)) return false;
+    return this.#canFailover(ex);
+  }
+
+  /** A buffered response is complete: relay it now. */
+  bufferedResponse(ex: Exchange): void {
+    if (this.respState !== RS_NONE || ex !== this.ex) { ex.discard(); return; }
     this.#startRelay(ex);
   }
 

@@ -575,6 +575,71 @@ test('failover: primary resets the connection → GET to fallback; POST gets 502
   assert.deepEqual(routing.failures.map((f) => [f.id, f.kind]), [['v2', 'reset'], ['v2', 'reset']]);
 });
 
+test('failover: primary dies mid-body → a small GET response is retried on the fallback, never truncated; POST is truncated', { timeout: 30_000 }, async (t) => {
+  // The head and the first half of the body go out, then the connection is reset: the kind of
+  // crash a client would otherwise see as a cut-off response.
+  const p = await backend(t, (q, s) => {
+    s.writeHead(200, { 'content-length': '20' });
+    s.write('0123456789');
+    setTimeout(() => q.socket.destroy(), 50);
+  });
+  const { port, routing, fb } = await failoverCase(t, p.port);
+  const c = await Client.open(t, port);
+  c.write(get('/'));
+  const r = await c.response();
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'from fallback');
+  assert.equal(r.raw.includes('0123456789'), false, 'nothing of the dying response reached the client');
+  assert.deepEqual(routing.failures.map((f) => [f.id, f.kind]), [['v2', 'reset']]);
+  // A POST can't be resent: it is relayed as it comes and the client sees the truncation.
+  const c2 = await Client.open(t, port);
+  c2.write('POST /p HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nxyz');
+  const text = await c2.text();
+  assert.match(text, /^HTTP\/1\.1 200/);
+  assert.ok(text.endsWith('0123456789'), 'POST gets the partial response, then the connection closes');
+  assert.equal(fb.seen.length, 1);
+});
+
+test('failover: primary stalls mid-body → response timeout → the GET is answered by the fallback', { timeout: 30_000 }, async (t) => {
+  const p = await backend(t, (_q, s) => {
+    s.writeHead(200, { 'content-length': '20' });
+    s.write('0123456789'); // ... and never the rest
+  });
+  const { port, routing } = await failoverCase(t, p.port, { responseTimeoutMs: 300 });
+  const c = await Client.open(t, port);
+  c.write(get('/'));
+  const r = await c.response();
+  assert.equal(r.body, 'from fallback');
+  assert.deepEqual(routing.failures.map((f) => [f.id, f.kind]), [['v2', 'response-timeout']]);
+});
+
+test('responses are streamed, not buffered, when there is no fallback or they are larger than the buffer limit', { timeout: 30_000 }, async (t) => {
+  // The client must see the head and the first bytes while the upstream is still sending.
+  let finish: (() => void) | null = null;
+  const slow: Handler = (_q, s) => {
+    s.writeHead(200, { 'content-length': '20' });
+    s.write('0123456789');
+    finish = () => s.end('abcdefghij');
+  };
+  const alone = await backend(t, slow);
+  const { port } = await setup(t, { primary: target('v2', alone.port) });
+  const c = await Client.open(t, port);
+  c.write(get('/'));
+  await c.until('0123456789');
+  finish!();
+  assert.equal((await c.response()).body, '0123456789abcdefghij');
+
+  const p = await backend(t, slow);
+  const fb = await backend(t, (_q, s) => s.end('from fallback'));
+  const routing = new FakeRouting({ primary: target('v2', p.port), fallback: target('v1', fb.port) });
+  const port2 = await proxyFor(t, routing, { maxBufferedResponseBytes: 10 });
+  const c2 = await Client.open(t, port2);
+  c2.write(get('/'));
+  await c2.until('0123456789');
+  finish!();
+  assert.equal((await c2.response()).body, '0123456789abcdefghij');
+});
+
 test('no fallback: connect error → 502, timeout → 504', async (t) => {
   const { port } = await setup(t, { primary: target('v2', await closedPort()) });
   const c = await Client.open(t, port);
