@@ -47,6 +47,11 @@ export interface ProxyLimits {
    *  relayed only once it is complete: an upstream dying mid-body then costs a retry, not a
    *  truncated response. 0 = always stream. */
   maxBufferedResponseBytes: number;
+  /** When every candidate version refused the connection (nothing of the request was sent), retry
+   *  — re-routed — after 50, 100, 200, 400, 500… ms until this long after the request started,
+   *  then answer 502. Masks brief blips such as a Docker daemon restart reloading its NAT rules.
+   *  0 = answer 502 at once. */
+  connectRetryMs: number;
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
@@ -57,6 +62,7 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   maxRetryBodyBytes: 1048576,
   maxPipelined: 32,
   maxBufferedResponseBytes: 65536,
+  connectRetryMs: 2000,
 };
 
 export interface ProxyOptions {
@@ -157,6 +163,7 @@ class ProxyImpl implements Proxy {
   rejected = 0;
   retries = 0;
   staleRetries = 0;
+  connectRetries = 0;
   shadowed = 0;
 
   constructor(opts: ProxyOptions) {
@@ -241,6 +248,10 @@ class Exchange implements UpstreamOwner {
   bodyFill = 0;
   bodyKind: BodyKind = BODY_NONE;
   reusable = false;
+  /** Primary: a refused connection not yet counted against this version (see #failed). Fallback:
+   *  the primary whose refused connection waits for this exchange's outcome. */
+  deferredDetail: string | null = null;
+  deferredFrom: Exchange | null = null;
   // orphaned shadow bookkeeping (request finished before the shadow answered)
   primaryStatus = 0;
   primaryTarget: VersionTarget | null = null;
@@ -269,6 +280,7 @@ class Exchange implements UpstreamOwner {
     this.conn = c;
     c.body.reset(BODY_NONE);
     if (c.connected) {
+      this.#settleDeferred(true); // a pooled connection: this version is reachable
       this.#writeAll(c, chunks);
       if (this.requestDone || this.client.expectContinue) c.armResponseTimeout(t.responseTimeoutMs);
     } else {
@@ -319,6 +331,7 @@ class Exchange implements UpstreamOwner {
   // ---- UpstreamOwner ----
 
   onUpstreamConnect(c: UpstreamConn): void {
+    this.#settleDeferred(true);
     const q = this.queue;
     this.queue = null;
     this.queuedBytes = 0;
@@ -539,9 +552,29 @@ class Exchange implements UpstreamOwner {
     this.errKind = kind;
     if (!this.failed) {
       this.failed = true;
-      this.client.proxy.routing.recordFailure(this.target, kind as FailureKind, detail, now() - this.startedAt);
+      const refused = kind === 'connect';
+      const deferredFrom = this.deferredFrom;
+      this.#settleDeferred(!refused);
+      if (refused && this.role === ROLE_PRIMARY && this.gen === this.client.gen && this.client.willFailOver(this)) {
+        // Refused: is it this version, or the way to every version (a Docker daemon restart
+        // reloading NAT rules)? The fallback's connect tells: counted only if the fallback connects.
+        this.deferredDetail = detail;
+      } else if (!(refused && deferredFrom !== null)) {
+        this.client.proxy.routing.recordFailure(this.target, kind as FailureKind, detail, now() - this.startedAt);
+      }
     }
     if (this.gen === this.client.gen) this.client.onExchangeFailed(this);
+  }
+
+  /** The fallback's outcome is known: count the primary's refused connection (the fallback could be
+   *  reached, so the primary itself is at fault) or drop it (refused too: infrastructure). */
+  #settleDeferred(count: boolean): void {
+    const p = this.deferredFrom;
+    if (p === null) return;
+    this.deferredFrom = null;
+    const detail = p.deferredDetail;
+    p.deferredDetail = null;
+    if (count && detail !== null) this.client.proxy.routing.recordFailure(p.target, 'connect', detail, now() - p.startedAt);
   }
 }
 
@@ -612,6 +645,12 @@ class ClientConn implements TimerItem {
   upgrade = false;
   expectContinue = false;
   retryableMethod = false;
+  // what the request was routed by (kept for a delayed re-route), when it started, delayed retries so far
+  reqMethod = '';
+  reqHost: string | undefined = undefined;
+  reqCookie: string | undefined = undefined;
+  reqStartedAt = 0;
+  connectRetries = 0;
   retained: Buffer[] | null = null;
   retainedBytes = 0;
   shadowBytes = 0;
@@ -821,9 +860,15 @@ class ClientConn implements TimerItem {
       }
     }
 
+    const cookie = h.cookie;
+    this.reqMethod = method;
+    this.reqHost = host;
+    this.reqCookie = cookie;
+    this.reqStartedAt = now();
+    this.connectRetries = 0;
     let d: RouteDecision | null;
     try {
-      d = proxy.routing.route(host, h.cookie, method);
+      d = proxy.routing.route(host, cookie, method);
     } catch (e) {
       proxy.log?.error({ err: e }, 'routing.route threw');
       d = null;
@@ -1015,11 +1060,17 @@ class ClientConn implements TimerItem {
     return this.canResend(ex);
   }
 
+  /** Will a failure of this exchange (before any response) be retried on the fallback? */
+  willFailOver(ex: Exchange): boolean {
+    return this.shadow === null && this.#canFailover(ex);
+  }
+
   #startFallback(old: Exchange): void {
     this.retried = true;
     this.proxy.retries++;
     const chunks = this.resendChunks(old);
     const ex = new Exchange(this, this.decision!.fallback!, ROLE_FALLBACK);
+    if (old.deferredDetail !== null) ex.deferredFrom = old;
     this.ex = ex;
     if (this.reqState === RQ_DONE) ex.requestDone = true;
     ex.start(chunks, false);
@@ -1133,9 +1184,46 @@ class ClientConn implements TimerItem {
 
   #finalError(kind: UpstreamErrorKind | 'protocol' | null): void {
     if (this.shadow !== null && this.shadow.state !== X_DONE) this.shadow.abort();
+    if (kind === 'connect' && this.#retryConnectLater()) return;
     const timeout = kind === 'connect-timeout' || kind === 'response-timeout';
     const msg = kind === 'connect' ? 'molt: upstream connect failed' : timeout ? 'molt: upstream timeout' : 'molt: upstream error';
     this.#sendLocal(timeout ? 504 : 502, msg);
+  }
+
+  /** Connection refused everywhere and nothing sent: try again a little later (connectRetryMs). */
+  #retryConnectLater(): boolean {
+    const ex = this.ex;
+    if (ex === null || ex.written || ex.queue === null || this.reqState !== RQ_DONE) return false;
+    const delay = Math.min(50 << this.connectRetries, 500);
+    if (now() + delay - this.reqStartedAt > this.limits.connectRetryMs) return false;
+    this.connectRetries++;
+    this.proxy.connectRetries++;
+    const chunks = ex.queue;
+    const gen = this.gen;
+    setTimeout(() => this.#retryConnect(gen, chunks), delay);
+    return true;
+  }
+
+  #retryConnect(gen: number, chunks: Buffer[]): void {
+    if (gen !== this.gen || this.reqState !== RQ_DONE || this.respState !== RS_NONE) return; // client gone meanwhile
+    let d: RouteDecision | null;
+    try {
+      d = this.proxy.routing.route(this.reqHost, this.reqCookie, this.reqMethod);
+    } catch (e) {
+      this.proxy.log?.error({ err: e }, 'routing.route threw');
+      d = null;
+    }
+    if (d === null) { this.#sendLocal(503, 'molt: no routable version'); return; }
+    // Routing may have changed meanwhile (the refusing version rolled back): a fresh decision, the
+    // fallback available again, no shadow (CONCURRENT duplicates only first attempts).
+    this.decision = d;
+    this.retried = false;
+    this.primaryFailed = false;
+    this.shadow = null;
+    const ex = new Exchange(this, d.primary, ROLE_PRIMARY);
+    this.ex = ex;
+    ex.requestDone = true;
+    ex.start(chunks, false);
   }
 
   #startRelay(ex: Exchange): void {

@@ -640,6 +640,44 @@ test('responses are streamed, not buffered, when there is no fallback or they ar
   assert.equal((await c2.response()).body, '0123456789abcdefghij');
 });
 
+test('connection refused by every version: the request is retried for connectRetryMs, then 502', { timeout: 30_000 }, async (t) => {
+  // Both versions refuse (a Docker daemon restart reloading its NAT rules looks like this); the
+  // previous version comes back 300 ms later and answers the waiting GET and POST.
+  const [p2, p1] = [await closedPort(), await closedPort()];
+  const routing = new FakeRouting({ primary: target('v2', p2), fallback: target('v1', p1) });
+  const port = await proxyFor(t, routing, { connectRetryMs: 3000 });
+  const c = await Client.open(t, port);
+  const c2 = await Client.open(t, port);
+  c.write(get('/'));
+  c2.write('POST /order HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello');
+  await new Promise((r) => setTimeout(r, 300));
+  const late = http.createServer((q, s) => { let b = ''; q.on('data', (d) => (b += d)); q.on('end', () => s.end(`late ${q.method} ${b}`)); });
+  late.listen(p1, HOST);
+  await once(late, 'listening');
+  t.after(() => { late.closeAllConnections(); late.close(); });
+  const r = await c.response();
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'late GET ');
+  const r2 = await c2.response();
+  assert.equal(r2.status, 200);
+  assert.equal(r2.body, 'late POST hello', 'the POST body is sent once, to the version that answered');
+  // While both refused, nothing was counted against either (the path was down, not a version);
+  // once v1 answered and v2 still refused, v2's refusals counted: once per request.
+  assert.deepEqual(routing.failures.map((f) => [f.id, f.kind]), [['v2', 'connect'], ['v2', 'connect']]);
+
+  // Nothing comes back: 502 once the budget is spent (and not much later).
+  const routing2 = new FakeRouting({ primary: target('v2', await closedPort()), fallback: target('v1', await closedPort()) });
+  const port2 = await proxyFor(t, routing2, { connectRetryMs: 400 });
+  const c3 = await Client.open(t, port2);
+  const started = Date.now();
+  c3.write(get('/'));
+  const r3 = await c3.response();
+  assert.equal(r3.status, 502);
+  const took = Date.now() - started;
+  assert.ok(took >= 300 && took < 3000, `502 after the retry budget, took ${took} ms`);
+  assert.deepEqual(routing2.failures, [], 'everything refused: no version is blamed');
+});
+
 test('no fallback: connect error → 502, timeout → 504', async (t) => {
   const { port } = await setup(t, { primary: target('v2', await closedPort()) });
   const c = await Client.open(t, port);

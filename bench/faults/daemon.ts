@@ -1,6 +1,7 @@
 // Restarting the development Docker daemon for the docker-daemon-restart scenarios. Only ever the one
 // daemon under /tmp/molt-docker (pidfile checked against its command line before any signal); it is
-// always started again with exactly the same flags, plus --live-restore when asked.
+// always started again with exactly the same flags, plus --live-restore and --userland-proxy=false
+// when asked (DaemonMode).
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -38,9 +39,19 @@ export function daemonPid(): number | null {
   return pid;
 }
 
-export function daemonLiveRestore(): boolean | null {
+/** How the daemon runs: containers kept across a daemon restart (--live-restore), and ports
+ *  published by iptables DNAT instead of a docker-proxy process per port (--userland-proxy=false). */
+export interface DaemonMode { liveRestore: boolean; userlandProxy: boolean }
+
+function modeFlags(m: DaemonMode): string[] {
+  return [...(m.liveRestore ? ['--live-restore'] : []), ...(m.userlandProxy ? [] : ['--userland-proxy=false'])];
+}
+
+export function daemonMode(): DaemonMode | null {
   const pid = daemonPid();
-  return pid === null ? null : (cmdline(pid) ?? []).includes('--live-restore');
+  if (pid === null) return null;
+  const argv = cmdline(pid) ?? [];
+  return { liveRestore: argv.includes('--live-restore'), userlandProxy: !argv.includes('--userland-proxy=false') };
 }
 
 async function ping(timeoutMs = 1000): Promise<boolean> {
@@ -69,12 +80,12 @@ export async function stopDaemon(): Promise<number> {
 }
 
 /** Start the daemon (detached, its own session, log appended as before); resolves when it answers. */
-export async function startDaemon(liveRestore: boolean): Promise<number> {
+export async function startDaemon(mode: DaemonMode): Promise<number> {
   if (daemonPid() !== null) throw new Error('dockerd is already running');
   const env = { ...process.env };
   delete env.DOCKER_HOST;
   const logFd = fs.openSync(LOG, 'a');
-  const child = spawn('dockerd', [...FLAGS, ...(liveRestore ? ['--live-restore'] : [])], { detached: true, stdio: ['ignore', logFd, logFd], env, cwd: DAEMON_ROOT });
+  const child = spawn('dockerd', [...FLAGS, ...modeFlags(mode)], { detached: true, stdio: ['ignore', logFd, logFd], env, cwd: DAEMON_ROOT });
   fs.closeSync(logFd);
   child.unref();
   let exited = '';
@@ -89,10 +100,10 @@ export async function startDaemon(liveRestore: boolean): Promise<number> {
   throw new Error(`dockerd did not answer within ${START_TIMEOUT_MS} ms`);
 }
 
-/** Make sure the daemon runs, with or without --live-restore (restarting it when the mode differs). */
-export async function ensureDaemon(liveRestore: boolean): Promise<void> {
-  const now = daemonLiveRestore();
-  if (now === liveRestore && (await ping(3000))) return;
+/** Make sure the daemon runs in `mode` (restarting it when the mode differs). */
+export async function ensureDaemon(mode: DaemonMode): Promise<void> {
+  const now = daemonMode();
+  if (now !== null && now.liveRestore === mode.liveRestore && now.userlandProxy === mode.userlandProxy && (await ping(3000))) return;
   if (now !== null) await stopDaemon();
-  await startDaemon(liveRestore);
+  await startDaemon(mode);
 }

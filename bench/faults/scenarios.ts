@@ -11,7 +11,7 @@ import { alive } from '../../controller/supervisor.js';
 import { buildTestImages, ensureDocker } from '../../test/helpers/docker.js';
 import { freePort, waitFor } from '../../test/helpers/molt.js';
 import http from 'node:http';
-import { DAEMON_SOCKET, daemonLiveRestore, ensureDaemon, startDaemon, stopDaemon } from './daemon.js';
+import { DAEMON_SOCKET, daemonMode, ensureDaemon, startDaemon, stopDaemon, type DaemonMode } from './daemon.js';
 import { analyze, killLeftovers, MoltChild, MoltEnv, outage, readReqLog, type ScenarioResult, type VersionOpts } from './harness.js';
 import { isClientError, MixedLoad, type WorkerSpec } from './load.js';
 
@@ -309,7 +309,7 @@ function dockerScenario(id: string, title: string, bad: { image: string; kill?: 
 // docker daemon restarted during a rollout (the development daemon under /tmp/molt-docker; see daemon.ts)
 
 /** The daemon's mode when this process first touched it: every run leaves it like that. */
-let originalLiveRestore: boolean | undefined;
+let originalMode: DaemonMode | undefined;
 const SETTLE_TIMEOUT_MS = 90_000;
 
 function metricValue(port: number, re: RegExp): Promise<number | null> {
@@ -342,15 +342,15 @@ function dockerProxies(): number[] {
  * SIGTERM, exits, and is started again with the same flags. Then wait until clients are answered again
  * and phases stop changing, with nothing done by hand: molt has to recover by itself.
  */
-function daemonRestart(id: string, title: string, liveRestore: boolean, at: 'starting' | 'written' = 'starting'): Scenario {
+function daemonRestart(id: string, title: string, mode: DaemonMode, at: 'starting' | 'written' = 'starting'): Scenario {
   return {
     id, title, runtime: 'docker', ci: false,
     async run() {
       const docker = await dockerOrSkip();
       if (typeof docker === 'string') throw new Error(`docker unavailable: ${docker}`);
       if ((docker.modem as { socketPath?: string }).socketPath !== DAEMON_SOCKET) throw new Error(`only the development daemon (${DAEMON_SOCKET}) may be restarted`);
-      originalLiveRestore ??= daemonLiveRestore() ?? false;
-      await ensureDaemon(liveRestore);
+      originalMode ??= daemonMode() ?? { liveRestore: false, userlandProxy: true };
+      await ensureDaemon(mode);
       const env = await new MoltEnv().start();
       const stateDir = path.join(env.root, 'state');
       const byVersion = async (name: string) => (await docker.listContainers({ all: true, filters: { label: [`${LABEL_APPVERSION}=${name}`, `${LABEL_MANAGED_BY}=${controllerIdFor(stateDir)}`] } }));
@@ -384,7 +384,7 @@ function daemonRestart(id: string, title: string, liveRestore: boolean, at: 'sta
         const proxiesBefore = dockerProxies();
         const faultAt = (t0 = Date.now());
         const downAt = await stopDaemon();
-        const upAt = await startDaemon(liveRestore);
+        const upAt = await startDaemon(mode);
         // Settled: the last 30 answers all fine and started after the daemon was back, phases unchanged for 3 s.
         let recovered = true;
         try {
@@ -439,10 +439,10 @@ function daemonRestart(id: string, title: string, liveRestore: boolean, at: 'sta
       } finally {
         sampling = false;
         await sampler;
-        await ensureDaemon(liveRestore).catch(() => {}); // a failed run must not leave the daemon down
+        await ensureDaemon(mode).catch(() => {}); // a failed run must not leave the daemon down
         await env.stop().catch(() => {});
         await removeContainers(docker, stateDir).catch(() => {});
-        await ensureDaemon(originalLiveRestore);
+        await ensureDaemon(originalMode);
       }
     },
   };
@@ -472,7 +472,8 @@ export const SCENARIOS: Scenario[] = [
   dockerScenario('docker-hang', 'container hangs (molt-test-app:hang, responseTimeout 1s)', { image: 'hang' }),
   dockerScenario('docker-kill', 'container killed while serving (docker kill)', { image: 'v2', kill: true }),
   dockerScenario('docker-exit', 'container exits 2 s after start (molt-test-app:v4)', { image: 'v4' }),
-  daemonRestart('docker-daemon-restart', 'Docker daemon restarted (SIGTERM, start again) while v2 starts; no --live-restore', false),
-  daemonRestart('docker-daemon-restart-written', 'Docker daemon restarted right after the v2 file is written (before v2 is up); no --live-restore', false, 'written'),
-  daemonRestart('docker-daemon-restart-live', 'Docker daemon restarted (SIGTERM, start again) while v2 starts; dockerd --live-restore', true),
+  daemonRestart('docker-daemon-restart', 'Docker daemon restarted (SIGTERM, start again) while v2 starts; no --live-restore', { liveRestore: false, userlandProxy: true }),
+  daemonRestart('docker-daemon-restart-written', 'Docker daemon restarted right after the v2 file is written (before v2 is up); no --live-restore', { liveRestore: false, userlandProxy: true }, 'written'),
+  daemonRestart('docker-daemon-restart-live', 'Docker daemon restarted (SIGTERM, start again) while v2 starts; dockerd --live-restore', { liveRestore: true, userlandProxy: true }),
+  daemonRestart('docker-daemon-restart-live-nat', 'Docker daemon restarted (SIGTERM, start again) while v2 starts; dockerd --live-restore --userland-proxy=false', { liveRestore: true, userlandProxy: false }),
 ];
