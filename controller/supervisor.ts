@@ -3,13 +3,17 @@
 // The sidecar is started detached, in its own process group, so that it keeps serving when the
 // controller crashes (static stability). Its pid is recorded in the state dir; a restarted
 // controller adopts a live sidecar instead of starting a second one on the same port. A sidecar
-// that dies is restarted at once (then with backoff if it keeps dying).
+// that dies is restarted at once (then with backoff if it keeps dying). The listening socket is
+// bound here and held across restarts (listen-socket.ts), so while a sidecar restarts new
+// connections wait in the kernel's backlog instead of being refused.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { parseHostPort } from './args.js';
+import { bindListenSocket, type HeldListenSocket } from './listen-socket.js';
 
 export interface SidecarSupervisorOptions {
   stateDir: string;
@@ -37,6 +41,7 @@ export class SidecarSupervisor {
   #poll: NodeJS.Timeout | null = null;
   #restarts: number[] = [];
   #restartTimer: NodeJS.Timeout | null = null;
+  #held: HeldListenSocket | null = null;
   /** Resolves the next time a sidecar process has been (re)started. */
   onStart: ((pid: number, adopted: boolean) => void) | null = null;
 
@@ -70,6 +75,8 @@ export class SidecarSupervisor {
     this.#stopping = true;
     if (this.#poll) clearInterval(this.#poll);
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
+    this.#release(); // first: once the draining sidecar closes its copy, connections are refused, not queued
+
     const pid = this.#pid;
     if (!pid || !alive(pid)) return this.#forget();
     try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
@@ -88,6 +95,35 @@ export class SidecarSupervisor {
     this.#stopping = true;
     if (this.#poll) clearInterval(this.#poll);
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
+    this.#release();
+  }
+
+  /** Is the listening socket held here (restarts queue connections instead of refusing them)? */
+  get holdsListenSocket(): boolean {
+    return this.#held !== null;
+  }
+
+  #release(): void {
+    this.#held?.close();
+    this.#held = null;
+  }
+
+  /** Bind the listening socket (once it succeeds, it is kept); if that fails, say why and let the sidecar bind itself. */
+  #listenSocket(): HeldListenSocket | null {
+    if (this.#held !== null) return this.#held;
+    let r: ReturnType<typeof bindListenSocket>;
+    try {
+      const { host, port } = parseHostPort(this.#opts.listen, 'listen');
+      r = bindListenSocket(host, port);
+    } catch (err) {
+      r = { socket: null, reason: (err as Error).message };
+    }
+    if (r.socket === null) {
+      this.#opts.log.warn({ listen: this.#opts.listen, reason: r.reason }, 'sidecar binds its own socket: connections are refused while it restarts');
+      return null;
+    }
+    this.#held = r.socket;
+    return r.socket;
   }
 
   #check(): void {
@@ -109,7 +145,9 @@ export class SidecarSupervisor {
     fs.mkdirSync(path.dirname(this.#logFile), { recursive: true });
     const out = fs.openSync(this.#logFile, 'a');
     const args = [BIN, '--listen', this.#opts.listen, '--control', this.#opts.controlSocket, '--workers', String(this.#opts.workers), '--log-level', this.#opts.logLevel];
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out] });
+    const held = this.#listenSocket();
+    if (held !== null) args.push('--listen-fd', '3');
+    const child = spawn(process.execPath, args, { detached: true, stdio: held !== null ? ['ignore', out, out, held.fd] : ['ignore', out, out] });
     fs.closeSync(out);
     child.on('error', (err) => this.#opts.log.error({ err }, 'could not start the sidecar'));
     // Reap the child when it exits while we are alive (no zombie left for the liveness check).

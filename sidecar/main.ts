@@ -28,9 +28,12 @@ export interface SidecarOptions {
   controlPath: string;
   workers: number;
   logLevel: string;
+  /** Listen on this inherited socket (bound by the supervisor, which keeps it open across sidecar
+   *  restarts) instead of binding host:port, which then only names it. */
+  listenFd?: number;
 }
 
-export const SIDECAR_HELP = `Usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL]
+export const SIDECAR_HELP = `Usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL] [--listen-fd N]
 
 The HTTP proxy every user request passes through. Connects to the controller's control socket,
 applies the routing tables it sends, reports failures and stats back, and keeps serving its last
@@ -40,7 +43,7 @@ table while the controller is away. Normally started (and restarted) by \`molt u
 /** Parses the sidecar's arguments (a leading "sidecar" subcommand word is accepted). */
 export function parseSidecarArgs(argv: string[]): SidecarOptions {
   const args = parseArgs(argv[0] === 'sidecar' ? argv.slice(1) : argv, {
-    values: { listen: undefined, control: undefined, workers: '1', 'log-level': 'info' },
+    values: { listen: undefined, control: undefined, workers: '1', 'log-level': 'info', 'listen-fd': undefined },
   }, 'sidecar');
   if (args.positional.length) throw new MoltError('MOLT_ERR_USAGE', `unknown argument "${args.positional[0]}"\n${SIDECAR_HELP}`);
   const { listen, control } = args.flags;
@@ -51,7 +54,12 @@ export function parseSidecarArgs(argv: string[]): SidecarOptions {
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new MoltError('MOLT_ERR_USAGE', `--workers must be an integer 1..256, got "${args.flags.workers}"`, { path: '--workers' });
   const logLevel = args.flags['log-level']!;
   if (!LEVELS.has(logLevel)) throw new MoltError('MOLT_ERR_USAGE', `--log-level must be one of ${[...LEVELS].join(', ')}`, { path: '--log-level' });
-  return { host, port, controlPath: control, workers, logLevel };
+  let listenFd: number | undefined;
+  if (args.flags['listen-fd'] !== undefined) {
+    listenFd = Number(args.flags['listen-fd']);
+    if (!Number.isInteger(listenFd) || listenFd < 3) throw new MoltError('MOLT_ERR_USAGE', `--listen-fd must be an inherited file descriptor number >= 3, got "${args.flags['listen-fd']}"`, { path: '--listen-fd' });
+  }
+  return { host, port, controlPath: control, workers, logLevel, listenFd };
 }
 
 function makeLogger(level: string, bindings: Record<string, unknown>): { log: Logger; flush: () => void } {
@@ -113,7 +121,7 @@ export async function startSingle(opts: SidecarOptions, log: Logger): Promise<Si
   routing.onFailure = (msg) => client.reportFailure(msg);
   client.start();
   await awaitFirstTable(routing, log);
-  const address = await proxy.listen(opts.port, opts.host);
+  const address = await proxy.listen(opts.port, opts.host, opts.listenFd);
   log.info({ address: address.address, port: address.port, control: opts.controlPath, workers: 1 }, 'sidecar listening');
   return {
     address,
@@ -151,7 +159,7 @@ async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): 
   onSignals(() => void shutdown(SHUTDOWN_GRACE_MS));
   process.on('disconnect', () => void shutdown(SHUTDOWN_GRACE_MS)); // the primary is gone
   await awaitFirstTable(routing, log);
-  const address = await proxy.listen(opts.port, opts.host);
+  const address = await proxy.listen(opts.port, opts.host, opts.listenFd);
   ch.send({ t: 'molt:listening', host: address.address, port: address.port });
 }
 
@@ -220,7 +228,8 @@ async function runPrimary(opts: SidecarOptions, log: Logger, flush: () => void):
 
 function rebuildArgs(o: SidecarOptions): string[] {
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;
-  return ['--listen', `${host}:${o.port}`, '--control', o.controlPath, '--workers', String(o.workers), '--log-level', o.logLevel];
+  return ['--listen', `${host}:${o.port}`, '--control', o.controlPath, '--workers', String(o.workers), '--log-level', o.logLevel,
+    ...(o.listenFd !== undefined ? ['--listen-fd', String(o.listenFd)] : [])];
 }
 
 /**

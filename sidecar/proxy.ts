@@ -73,7 +73,8 @@ export interface ProxyOptions {
 
 export interface Proxy {
   readonly server: net.Server;
-  listen(port: number, host: string): Promise<AddressInfo>;
+  /** Bind host:port, or with `fd`, listen on that inherited socket (already bound). */
+  listen(port: number, host: string, fd?: number): Promise<AddressInfo>;
   close(graceMs?: number): Promise<void>;
 }
 
@@ -187,11 +188,12 @@ class ProxyImpl implements Proxy {
     if (this.closing && this.conns.size === 0 && this.#closedResolve !== null) this.#closedResolve();
   }
 
-  listen(port: number, host: string): Promise<AddressInfo> {
+  listen(port: number, host: string, fd?: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const onErr = (e: Error): void => reject(e);
       this.server.once('error', onErr);
-      this.server.listen(port, host, () => {
+      const opts = fd !== undefined ? { fd } : { port, host };
+      this.server.listen(opts, () => {
         this.server.off('error', onErr);
         resolve(this.server.address() as AddressInfo);
       });

@@ -237,8 +237,10 @@ const sidecarKill: Scenario = {
       const firstAnswer = after.find((x) => x.status > 0);
       const firstOk = after.find((x) => x.servedBy === 'shop-v1');
       const noTable = after.filter((x) => x.status === 503).length;
-      r.facts = { respawnMs, sidecarReplaced: env.handle.supervisor.pid !== old };
-      r.notes.push(`new sidecar pid seen after ≤${respawnMs} ms; first HTTP answer ${firstAnswer ? firstAnswer.end - faultAt : '?'} ms, first 200 ${firstOk ? firstOk.end - faultAt : '?'} ms after the kill; ${noTable} × 503 "no routing table yet"`);
+      const refused = Object.entries(r.errorKinds).filter(([k]) => k.includes('ECONNREFUSED')).reduce((n, [, v]) => n + v, 0);
+      const held = env.handle.supervisor.holdsListenSocket;
+      r.facts = { respawnMs, sidecarReplaced: env.handle.supervisor.pid !== old, listenSocketHeld: held, refused };
+      r.notes.push(`listening socket ${held ? 'held by the supervisor (new connections wait in the backlog)' : 'bound by the sidecar itself'}; new sidecar pid seen after ≤${respawnMs} ms; first HTTP answer ${firstAnswer ? firstAnswer.end - faultAt : '?'} ms, first 200 ${firstOk ? firstOk.end - faultAt : '?'} ms after the kill; ${noTable} × 503 "no routing table yet"`);
       return r;
     } finally {
       await env.stop().catch(() => {});

@@ -1,0 +1,76 @@
+// The sidecar's listening socket, bound by the supervisor and held open across sidecar restarts.
+//
+// The supervisor binds HOST:PORT but never listens or accepts; each sidecar it starts inherits the
+// socket as fd 3 and calls listen(2) on it (`molt sidecar --listen-fd 3`). listen(2) belongs to the
+// socket, not the process, so when the sidecar dies the kernel keeps completing handshakes into
+// the backlog while the supervisor still holds the socket, and the next sidecar accepts them:
+// during a restart new connections wait instead of being refused. The same trick as systemd
+// socket activation, with the supervisor as the holder.
+//
+// Node has no public API for a bound-but-not-listening TCP socket, so this uses the tcp_wrap
+// binding (the same one net.Server uses). Without it, or for a host that is not an IP address,
+// the caller falls back to letting the sidecar bind by itself.
+
+import net from 'node:net';
+import util from 'node:util';
+
+interface TcpHandle {
+  bind(address: string, port: number): number;
+  bind6(address: string, port: number, flags: number): number;
+  close(cb?: () => void): void;
+  readonly fd: number;
+}
+
+interface TcpWrapBinding {
+  TCP: new (type: number) => TcpHandle;
+  constants: { SERVER: number };
+}
+
+function tcpWrap(): TcpWrapBinding | null {
+  try {
+    const b = (process as unknown as { binding(name: string): Partial<TcpWrapBinding> }).binding('tcp_wrap');
+    return typeof b.TCP === 'function' && typeof b.constants?.SERVER === 'number' ? (b as TcpWrapBinding) : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface HeldListenSocket {
+  /** The bound socket's file descriptor in this process (pass it to the child's stdio). */
+  readonly fd: number;
+  close(): void;
+}
+
+/** Bind host:port without listening. Returns null (and why) when it can't: the sidecar binds itself then. */
+export function bindListenSocket(host: string, port: number): { socket: HeldListenSocket } | { socket: null; reason: string } {
+  const family = net.isIP(host);
+  if (family === 0) return { socket: null, reason: `"${host}" is not an IP address` };
+  if (port === 0) return { socket: null, reason: 'port 0 (the sidecar picks the port)' };
+  const b = tcpWrap();
+  if (b === null) return { socket: null, reason: "Node's tcp_wrap binding is not available" };
+  const h = new b.TCP(b.constants.SERVER);
+  const err = family === 6 ? h.bind6(host, port, 0) : h.bind(host, port);
+  if (err !== 0 || !(h.fd >= 0)) {
+    h.close();
+    return { socket: null, reason: err !== 0 ? `bind ${host}:${port} failed (${errName(err)})` : 'no file descriptor' };
+  }
+  let closed = false;
+  return {
+    socket: {
+      fd: h.fd,
+      close() {
+        if (closed) return;
+        closed = true;
+        h.close();
+      },
+    },
+  };
+}
+
+function errName(code: number): string {
+  try {
+    return util.getSystemErrorName(code);
+  } catch {
+    return String(code);
+  }
+}
