@@ -250,9 +250,10 @@ class Exchange implements UpstreamOwner {
   bodyFill = 0;
   bodyKind: BodyKind = BODY_NONE;
   reusable = false;
-  /** Primary: a refused connection not yet counted against this version (see #failed). Fallback:
-   *  the primary whose refused connection waits for this exchange's outcome. */
+  /** Primary: a refused or reset connection not yet counted against this version (see #failed).
+   *  Fallback: the primary whose failure waits for this exchange's outcome. */
   deferredDetail: string | null = null;
+  deferredKind: FailureKind = 'connect';
   deferredFrom: Exchange | null = null;
   // orphaned shadow bookkeeping (request finished before the shadow answered)
   primaryStatus = 0;
@@ -557,10 +558,12 @@ class Exchange implements UpstreamOwner {
       const refused = kind === 'connect';
       const deferredFrom = this.deferredFrom;
       this.#settleDeferred(!refused);
-      if (refused && this.role === ROLE_PRIMARY && this.gen === this.client.gen && this.client.willFailOver(this)) {
-        // Refused: is it this version, or the way to every version (a Docker daemon restart
-        // reloading NAT rules)? The fallback's connect tells: counted only if the fallback connects.
+      if ((refused || kind === 'reset') && this.role === ROLE_PRIMARY && this.gen === this.client.gen && this.client.willFailOver(this)) {
+        // Refused or reset: is it this version, or the way to every version (a Docker daemon
+        // restart reloading NAT rules or killing docker-proxy)? The fallback's connect tells:
+        // counted only if the fallback can be reached.
         this.deferredDetail = detail;
+        this.deferredKind = kind;
       } else if (!(refused && deferredFrom !== null)) {
         this.client.proxy.routing.recordFailure(this.target, kind as FailureKind, detail, now() - this.startedAt);
       }
@@ -568,7 +571,7 @@ class Exchange implements UpstreamOwner {
     if (this.gen === this.client.gen) this.client.onExchangeFailed(this);
   }
 
-  /** The fallback's outcome is known: count the primary's refused connection (the fallback could be
+  /** The fallback's outcome is known: count the primary's deferred failure (the fallback could be
    *  reached, so the primary itself is at fault) or drop it (refused too: infrastructure). */
   #settleDeferred(count: boolean): void {
     const p = this.deferredFrom;
@@ -576,7 +579,7 @@ class Exchange implements UpstreamOwner {
     this.deferredFrom = null;
     const detail = p.deferredDetail;
     p.deferredDetail = null;
-    if (count && detail !== null) this.client.proxy.routing.recordFailure(p.target, 'connect', detail, now() - p.startedAt);
+    if (count && detail !== null) this.client.proxy.routing.recordFailure(p.target, p.deferredKind, detail, now() - p.startedAt);
   }
 }
 
