@@ -59,7 +59,7 @@ export function parseSidecarArgs(argv: string[]): SidecarOptions {
     listenFd = Number(args.flags['listen-fd']);
     if (!Number.isInteger(listenFd) || listenFd < 3) throw new MoltError('MOLT_ERR_USAGE', `--listen-fd must be an inherited file descriptor number >= 3, got "${args.flags['listen-fd']}"`, { path: '--listen-fd' });
   }
-  return { host, port, controlPath: control, workers, logLevel, listenFd };
+  return { host, port, controlPath: control, workers, logLevel, ...(listenFd !== undefined ? { listenFd } : {}) };
 }
 
 function makeLogger(level: string, bindings: Record<string, unknown>): { log: Logger; flush: () => void } {

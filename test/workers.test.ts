@@ -99,7 +99,9 @@ test('argument parsing', () => {
     host: '127.0.0.1', port: 0, controlPath: '/tmp/x.sock', workers: 3, logLevel: 'info',
   });
   assert.equal(parseSidecarArgs(['--listen', '[::1]:80', '--control', 's']).host, '::1');
-  for (const bad of [[], ['--listen', 'x'], ['--listen', '127.0.0.1:0'], ['--listen', '127.0.0.1:0', '--control', 's', '--workers', '0'], ['--bogus']]) {
+  assert.equal(parseSidecarArgs(['--listen', '127.0.0.1:80', '--control', 's', '--listen-fd', '3']).listenFd, 3);
+  for (const bad of [[], ['--listen', 'x'], ['--listen', '127.0.0.1:0'], ['--listen', '127.0.0.1:0', '--control', 's', '--workers', '0'], ['--bogus'],
+    ['--listen', '127.0.0.1:80', '--control', 's', '--listen-fd', '1'], ['--listen', '127.0.0.1:80', '--control', 's', '--listen-fd', 'x']]) {
     assert.throws(() => parseSidecarArgs(bad), (e: { code?: string }) => e.code === 'MOLT_ERR_USAGE');
   }
 });
