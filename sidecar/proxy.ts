@@ -879,7 +879,8 @@ class ClientConn implements TimerItem {
       d = null;
     }
     if (d === null) {
-      const msg = proxy.routing.revision === 0 ? 'molt: no routing table yet' : 'molt: no app for host ' + (host ?? '');
+      // No app for this host, or its app has no ready version (the controller leaves such apps out).
+      const msg = proxy.routing.revision === 0 ? 'molt: no routing table yet' : 'molt: no ready version serves host ' + (host ?? '');
       this.#sendLocal(503, msg);
       return;
     }

@@ -195,7 +195,7 @@ test('each request on one connection is routed on its own; no route → 503, con
   c.write(get('/', 'nope.test'));
   const r = await c.response();
   assert.equal(r.status, 503);
-  assert.equal(r.body, 'molt: no app for host nope.test');
+  assert.equal(r.body, 'molt: no ready version serves host nope.test');
   c.write(get('/', 'a.test'));
   assert.equal((await c.response()).body, 'A');
   assert.deepEqual(routing.routed.map((x) => x.host), ['a.test', 'b.test:80', 'A.TEST', 'nope.test', 'a.test']);
