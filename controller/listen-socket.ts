@@ -17,6 +17,7 @@ import util from 'node:util';
 interface TcpHandle {
   bind(address: string, port: number): number;
   bind6(address: string, port: number, flags: number): number;
+  getsockname(out: { port?: number }): number;
   close(cb?: () => void): void;
   readonly fd: number;
 }
@@ -50,9 +51,14 @@ export function bindListenSocket(host: string, port: number): { socket: HeldList
   if (b === null) return { socket: null, reason: "Node's tcp_wrap binding is not available" };
   const h = new b.TCP(b.constants.SERVER);
   const err = family === 6 ? h.bind6(host, port, 0) : h.bind(host, port);
-  if (err !== 0 || !(h.fd >= 0)) {
+  // libuv defers EADDRINUSE from bind to the first listen/connect, leaving the socket unbound: a
+  // child listening on it would get a random port on every interface. So check what we got.
+  const name: { port?: number } = {};
+  const nameErr = err === 0 ? h.getsockname(name) : 0;
+  if (err !== 0 || nameErr !== 0 || name.port !== port || !(h.fd >= 0)) {
     h.close();
-    return { socket: null, reason: err !== 0 ? `bind ${host}:${port} failed (${errName(err)})` : 'no file descriptor' };
+    const why = err !== 0 ? errName(err) : nameErr !== 0 ? errName(nameErr) : name.port !== port ? 'address in use' : 'no file descriptor';
+    return { socket: null, reason: `bind ${host}:${port} failed (${why})` };
   }
   let closed = false;
   return {

@@ -197,6 +197,14 @@ async function runPrimary(opts: SidecarOptions, log: Logger, flush: () => void):
       live.delete(w);
       if (id !== undefined) coord.removeWorker(id);
       if (shuttingDown) return;
+      if (opts.listenFd !== undefined && live.size === 0) {
+        // The cluster closes the inherited listening fd with the last worker, so a new worker could
+        // not listen on it again. Exit instead: the supervisor still holds the socket (connections
+        // wait in its backlog) and starts a fresh sidecar with it.
+        log.error({ worker: w.id, code, signal }, 'the last worker exited; exiting so the supervisor restarts the sidecar');
+        flush();
+        process.exit(1);
+      }
       log.error({ worker: w.id, code, signal }, 'worker exited unexpectedly; starting a new one');
       setTimeout(() => {
         if (!shuttingDown) fork();

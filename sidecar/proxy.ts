@@ -544,7 +544,9 @@ class Exchange implements UpstreamOwner {
       this.freshRetried = true;
       this.client.proxy.staleRetries++;
       this.respBuf = null;
-      this.start(this.client.resendChunks(this), true);
+      const chunks = this.client.resendChunks(this);
+      this.written = false; // nothing of it reached the new connection (yet): a refused connect may be retried
+      this.start(chunks, true);
       return;
     }
     this.#failed(kind, detail);
