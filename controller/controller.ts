@@ -527,8 +527,15 @@ export class LocalController implements ControllerApi {
   }
 
   #onStats(m: StatsMessage): void {
-    for (const v of m.versions) this.#share.set(v.versionId, { share: v.trafficShare, requests: v.requests, errors: v.errors });
-    this.#metrics.observeStats(m);
+    // Only versions still tracked and not removed: a stats line sent before the sidecar applied the
+    // table without them (it reports every second; --drain may be shorter) must not bring their
+    // metric series back after forgetVersion, where nothing would ever remove them again.
+    const live = m.versions.filter((v) => {
+      const rec = this.state.get(v.versionId);
+      return rec !== undefined && rec.timestamps.removed === undefined;
+    });
+    for (const v of live) this.#share.set(v.versionId, { share: v.trafficShare, requests: v.requests, errors: v.errors });
+    this.#metrics.observeStats(live.length === m.versions.length ? m : { ...m, versions: live });
   }
 
   #rollBack(rec: VersionRecord, reason: string, message: string, metricReason: 'policy' | 'manual' | 'crash', at: number): void {
