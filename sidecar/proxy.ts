@@ -48,7 +48,7 @@ export interface ProxyLimits {
    *  truncated response. 0 = always stream. */
   maxBufferedResponseBytes: number;
   /** When every candidate version refused the connection (nothing of the request was sent), retry
-   *  — re-routed — after 50, 100, 200, 400, 500… ms until this long after the request started,
+   *  — re-routed — after 50, 100, 200, 400, 500… ms until this long after the first refusal,
    *  then answer 502. Masks brief blips such as a Docker daemon restart reloading its NAT rules.
    *  0 = answer 502 at once. */
   connectRetryMs: number;
@@ -652,12 +652,12 @@ class ClientConn implements TimerItem {
   upgrade = false;
   expectContinue = false;
   retryableMethod = false;
-  // what the request was routed by (kept for a delayed re-route), when it started, delayed retries so far
+  // what the request was routed by (kept for a delayed re-route); delayed connect retries so far and since when
   reqMethod = '';
   reqHost: string | undefined = undefined;
   reqCookie: string | undefined = undefined;
-  reqStartedAt = 0;
   connectRetries = 0;
+  connectRetrySince = 0;
   retained: Buffer[] | null = null;
   retainedBytes = 0;
   shadowBytes = 0;
@@ -867,25 +867,12 @@ class ClientConn implements TimerItem {
       }
     }
 
-    const cookie = h.cookie;
     this.reqMethod = method;
     this.reqHost = host;
-    this.reqCookie = cookie;
-    this.reqStartedAt = now();
+    this.reqCookie = h.cookie;
     this.connectRetries = 0;
-    let d: RouteDecision | null;
-    try {
-      d = proxy.routing.route(host, cookie, method);
-    } catch (e) {
-      proxy.log?.error({ err: e }, 'routing.route threw');
-      d = null;
-    }
-    if (d === null) {
-      // No app for this host, or its app has no ready version (the controller leaves such apps out).
-      const msg = proxy.routing.revision === 0 ? 'molt: no routing table yet' : 'molt: no ready version serves host ' + (host ?? '');
-      this.#sendLocal(503, msg);
-      return;
-    }
+    const d = this.#route();
+    if (d === null) return;
     this.decision = d;
     // A small first body piece travels in the same buffer as the head: one write, one syscall.
     const merge = first !== null && first.length <= MERGE_MAX ? first : null;
@@ -916,6 +903,24 @@ class ClientConn implements TimerItem {
       this.pending = null;
       this.#bodyData(p, this.pendingStart);
     }
+  }
+
+  /** Route the current request (reqHost, reqCookie, reqMethod); null = answered 503 already. */
+  #route(): RouteDecision | null {
+    const proxy = this.proxy;
+    let d: RouteDecision | null;
+    try {
+      d = proxy.routing.route(this.reqHost, this.reqCookie, this.reqMethod);
+    } catch (e) {
+      proxy.log?.error({ err: e }, 'routing.route threw');
+      d = null;
+    }
+    if (d === null) {
+      // No app for this host, or its app has no ready version (the controller leaves such apps out).
+      const msg = proxy.routing.revision === 0 ? 'molt: no routing table yet' : 'molt: no ready version serves host ' + (this.reqHost ?? '');
+      this.#sendLocal(503, msg);
+    }
+    return d;
   }
 
   /** Rewrite the request head: request line and end-to-end headers copied as-is, hop-by-hop
@@ -1203,7 +1208,9 @@ class ClientConn implements TimerItem {
     const ex = this.ex;
     if (ex === null || ex.written || ex.queue === null || this.reqState !== RQ_DONE) return false;
     const delay = Math.min(50 << this.connectRetries, 500);
-    if (now() + delay - this.reqStartedAt > this.limits.connectRetryMs) return false;
+    const t = now();
+    if (this.connectRetries === 0) this.connectRetrySince = t;
+    if (t + delay - this.connectRetrySince > this.limits.connectRetryMs) return false;
     this.connectRetries++;
     this.proxy.connectRetries++;
     const chunks = ex.queue;
@@ -1214,14 +1221,8 @@ class ClientConn implements TimerItem {
 
   #retryConnect(gen: number, chunks: Buffer[]): void {
     if (gen !== this.gen || this.reqState !== RQ_DONE || this.respState !== RS_NONE) return; // client gone meanwhile
-    let d: RouteDecision | null;
-    try {
-      d = this.proxy.routing.route(this.reqHost, this.reqCookie, this.reqMethod);
-    } catch (e) {
-      this.proxy.log?.error({ err: e }, 'routing.route threw');
-      d = null;
-    }
-    if (d === null) { this.#sendLocal(503, 'molt: no routable version'); return; }
+    const d = this.#route();
+    if (d === null) return;
     // Routing may have changed meanwhile (the refusing version rolled back): a fresh decision, the
     // fallback available again, no shadow (CONCURRENT duplicates only first attempts).
     this.decision = d;
