@@ -1,11 +1,11 @@
 // A minimal controller for benchmarking: a Unix-socket server speaking the control protocol
-// (sidecar/protocol.ts). It says hello, sends the current routing table to every sidecar that
+// (common/protocol.ts). It says hello, sends the current routing table to every sidecar that
 // connects, and reads (and otherwise ignores) the sidecar's hello/ack/failure/stats lines, keeping
 // only the highest acked revision so the benchmark can wait until a table is in force.
 
 import { once } from 'node:events';
 import net from 'node:net';
-import { line, onLines } from '../sidecar/ndjson.js';
+import { line, onLines } from '../common/ndjson.js';
 import {
   DEFAULT_FAILURE_POLICY,
   DEFAULT_TRANSITION,
@@ -14,7 +14,7 @@ import {
   type RouteVersion,
   type RoutingTable,
   type TransitionConfig,
-} from '../sidecar/protocol.js';
+} from '../common/protocol.js';
 
 export class FakeController {
   readonly socketPath: string;

@@ -2,7 +2,7 @@
 // Run: npx tsc -p tsconfig.json && node dist/bench/routing.bench.js [iterations]
 
 import { cookieValue } from '../sidecar/cookies.js';
-import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, type RoutingTable, type TransitionMode } from '../sidecar/protocol.js';
+import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, type RoutingTable, type TransitionMode } from '../common/protocol.js';
 import { createRoutingState } from '../sidecar/routing.js';
 
 const N = Number(process.argv[2] ?? 2_000_000);

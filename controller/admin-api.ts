@@ -16,7 +16,7 @@ import { parseAllDocuments } from 'yaml';
 import type { AppVersion } from './appversion.js';
 import type { ControllerApi } from './controller-api.js';
 import { isLoopbackHost } from './net-util.js';
-import { MoltError, MoltValidationErrors, type MoltErrorCode } from './errors.js';
+import { MoltError, MoltValidationErrors, type MoltErrorCode } from '../common/errors.js';
 import type { MoltMetrics } from './metrics.js';
 import { appVersionToThesisCluster, thesisClusterToRaw } from './thesis.js';
 

@@ -2,7 +2,7 @@
 // MoltError whose code comes from the API's JSON error, so the CLI matches on codes like everywhere else.
 
 import type { AppStatus, ControllerStatus, VersionStatus } from './controller-api.js';
-import { MoltError, type MoltErrorCode } from './errors.js';
+import { MoltError, type MoltErrorCode } from '../common/errors.js';
 
 const KNOWN_CODES: ReadonlySet<string> = new Set<MoltErrorCode>([
   'MOLT_ERR_YAML_SYNTAX',

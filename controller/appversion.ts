@@ -2,7 +2,7 @@
 // validated, with defaults applied and durations normalised to milliseconds.
 // The raw shape users write is described by controller/schema.ts (JSON Schema, also the CRD schema).
 
-import type { Endpoint, FailurePolicyConfig, TransitionConfig } from '../sidecar/protocol.js';
+import type { Endpoint, FailurePolicyConfig, TransitionConfig } from '../common/protocol.js';
 
 export const API_VERSION = 'molt.dev/v1alpha1';
 export const KIND = 'AppVersion';

@@ -1,4 +1,4 @@
-// The controller's end of the control socket (see sidecar/protocol.ts for the protocol).
+// The controller's end of the control socket (see common/protocol.ts for the protocol).
 // One Unix socket; normally one sidecar connects, but every connected sidecar gets every table
 // (several sidecars may share one controller, e.g. while an old one drains).
 
@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { line, onLines } from '../sidecar/ndjson.js';
+import { line, onLines } from '../common/ndjson.js';
 import {
   PROTOCOL_VERSION,
   type FailureMessage,
@@ -15,7 +15,7 @@ import {
   type RoutingTable,
   type SidecarMessage,
   type StatsMessage,
-} from '../sidecar/protocol.js';
+} from '../common/protocol.js';
 
 export interface ControlServerEvents {
   failure: [FailureMessage];

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { AppVersion, Phase } from './appversion.js';
 import type { AppStatus, ControllerApi, ControllerStatus, ResourceError, VersionStatus } from './controller-api.js';
 import { ControlServer } from './control-server.js';
-import { MoltError } from './errors.js';
+import { MoltError } from '../common/errors.js';
 import { normalizeAppVersion } from './load.js';
 import type { MoltMetrics } from './metrics.js';
 import { buildRoutingTable, sameRoutes, sortNewestFirst, type VersionRouting } from './routing-table.js';
@@ -24,7 +24,7 @@ import { ProcessDriver } from './runtime/process.js';
 import { ServersDriver } from './runtime/servers.js';
 import { probe } from './runtime/health.js';
 import type { Instance, RuntimeDriver, RuntimeKind } from './runtime/types.js';
-import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../sidecar/protocol.js';
+import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../common/protocol.js';
 
 export interface LocalControllerOptions {
   /** Folders of AppVersion files the user edits. */

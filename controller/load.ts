@@ -10,8 +10,8 @@ import { open } from 'node:fs/promises';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { isMap, isScalar, isSeq, isAlias, LineCounter, parseAllDocuments, type Document, type Node, type Pair } from 'yaml';
 import { API_VERSION, KIND, type AppVersion, type AppVersionSpec, type DockerRuntime, type HealthCheck, type Runtime } from './appversion.js';
-import { MoltError, MoltValidationErrors, type MoltErrorCode } from './errors.js';
-import { describe, parseDuration, parseQuantity } from './duration.js';
+import { MoltError, MoltValidationErrors, type MoltErrorCode } from '../common/errors.js';
+import { describe, parseDuration, parseQuantity } from '../common/duration.js';
 import { COOKIE_NAME_PATTERN, HOST_PATTERN, NAME_PATTERN, SERVER_HOST_PATTERN, VERSION_PATTERN, localSchema, type SchemaNode } from './schema.js';
 import {
   DEFAULT_FAILURE_POLICY,
@@ -20,7 +20,7 @@ import {
   type GradualStep,
   type TransitionConfig,
   type TransitionMode,
-} from '../sidecar/protocol.js';
+} from '../common/protocol.js';
 
 export const MAX_FILE_BYTES = 1024 * 1024;
 

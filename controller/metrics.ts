@@ -8,7 +8,7 @@
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
 import type { Phase } from './appversion.js';
-import { LATENCY_BUCKETS_SECONDS, type StatsMessage, type VersionStats } from '../sidecar/protocol.js';
+import { LATENCY_BUCKETS_SECONDS, type StatsMessage, type VersionStats } from '../common/protocol.js';
 
 export const PHASES: readonly Phase[] = [
   'Pending',

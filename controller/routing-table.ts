@@ -3,8 +3,8 @@
 // controller replica computes the identical table from the same inputs.
 
 import type { AppVersion } from './appversion.js';
-import { compareVersions } from '../sidecar/version-order.js';
-import type { Endpoint, RouteApp, RouteVersion, RoutingTable, VersionState } from '../sidecar/protocol.js';
+import { compareVersions } from '../common/version-order.js';
+import type { Endpoint, RouteApp, RouteVersion, RoutingTable, VersionState } from '../common/protocol.js';
 
 export interface VersionRouting {
   av: AppVersion;

@@ -7,7 +7,7 @@
 // a type union, liberal scalars where users expect them). Semantic checks that JSON Schema can't
 // say well (durations, quantities, one runtime, step order) live in controller/load.ts.
 
-import { DURATION_PATTERN, QUANTITY_PATTERN } from './duration.js';
+import { DURATION_PATTERN, QUANTITY_PATTERN } from '../common/duration.js';
 
 export type SchemaNode = { [key: string]: unknown };
 

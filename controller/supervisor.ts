@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { parseHostPort } from './args.js';
+import { parseHostPort } from '../common/args.js';
 import { bindListenSocket, type HeldListenSocket } from './listen-socket.js';
 
 export interface SidecarSupervisorOptions {

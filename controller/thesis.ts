@@ -11,8 +11,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { AppVersion } from './appversion.js';
 import { API_VERSION, KIND } from './appversion.js';
-import { describe } from './duration.js';
-import { MoltError, MoltValidationErrors } from './errors.js';
+import { describe } from '../common/duration.js';
+import { MoltError, MoltValidationErrors } from '../common/errors.js';
 import { MAX_FILE_BYTES, normalizeAppVersion, suggest } from './load.js';
 import { TRANSITION_MODES } from './schema.js';
 

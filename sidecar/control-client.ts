@@ -1,4 +1,4 @@
-// The sidecar's end of the control socket (protocol in sidecar/protocol.ts).
+// The sidecar's end of the control socket (protocol in common/protocol.ts).
 //
 // Connects to the controller's Unix socket, says hello, applies every `routes` table (then acks
 // it), sends `failure` reports at once and `stats` every second. When the controller goes away
@@ -19,7 +19,7 @@ import {
   type RoutingTable,
   type SidecarMessage,
   type VersionStats,
-} from './protocol.js';
+} from '../common/protocol.js';
 
 export interface ControlClientOptions {
   socketPath: string;

@@ -3,7 +3,7 @@
 // per tracker), so recording an outcome allocates nothing. The ratio is only summed on a failure:
 // a success can never make it cross the threshold.
 
-import { DEFAULT_FAILURE_POLICY, type FailurePolicyConfig } from './protocol.js';
+import { DEFAULT_FAILURE_POLICY, type FailurePolicyConfig } from '../common/protocol.js';
 
 export interface PolicyTrip {
   /** e.g. "status 503", "3 consecutive failures, last: reset ECONNRESET", "error rate 0.62 over 10s" */

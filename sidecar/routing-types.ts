@@ -6,7 +6,7 @@
 // table changes (cookie strings, version order, endpoint lists) is precomputed by
 // RoutingState when a table is applied, never per request.
 
-import type { Endpoint, FailureMessage, RoutingTable, VersionStats } from './protocol.js';
+import type { Endpoint, FailureMessage, RoutingTable, VersionStats } from '../common/protocol.js';
 
 /** A version as the data path sees it: compiled once per routing table. */
 export interface VersionTarget {

@@ -21,11 +21,11 @@ import {
   type TransitionConfig,
   type TransitionMode,
   type VersionStats,
-} from './protocol.js';
+} from '../common/protocol.js';
 import type { FailureKind, RouteDecision, RoutingState, VersionTarget } from './routing-types.js';
 import { cookieValue, parseBucket } from './cookies.js';
 import { FailurePolicyTracker, normalizePolicy } from './failure-policy.js';
-import { compareVersions } from './version-order.js';
+import { compareVersions } from '../common/version-order.js';
 
 const LATENCY_BOUNDS_MS = LATENCY_BUCKETS_SECONDS.map((s) => s * 1000);
 /** The GRADUAL bucket is the client's for good: one year. */

@@ -10,7 +10,7 @@
 // The coordination logic is written against a tiny Channel interface so it can be tested in-process.
 
 import type { Logger } from 'pino';
-import type { FailureMessage, RoutingTable, VersionStats } from './protocol.js';
+import type { FailureMessage, RoutingTable, VersionStats } from '../common/protocol.js';
 import type { Routing } from './routing.js';
 
 /** [versionId, epoch, count] */

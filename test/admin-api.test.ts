@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { checkAdminBind, createAdminServer, isLoopbackHost, MAX_BODY_BYTES, ThesisStore } from '../controller/admin-api.js';
 import { AdminApiError, AdminClient } from '../controller/admin-client.js';
 import type { AppStatus, ControllerApi, ControllerStatus, VersionStatus } from '../controller/controller-api.js';
-import { MoltError, MoltValidationErrors } from '../controller/errors.js';
+import { MoltError, MoltValidationErrors } from '../common/errors.js';
 import { normalizeAppVersion } from '../controller/load.js';
 import { MoltMetrics } from '../controller/metrics.js';
 

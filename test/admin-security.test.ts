@@ -14,7 +14,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
 import { checkAdminBind } from '../controller/admin-api.js';
-import { MoltError } from '../controller/errors.js';
+import { MoltError } from '../common/errors.js';
 import { parseAppVersionText } from '../controller/load.js';
 import { buildContainerOptions } from '../controller/runtime/docker.js';
 import { runUp, type UpHandle } from '../controller/up.js';

@@ -6,9 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { ControlClient } from '../sidecar/control-client.js';
-import { line, onLines } from '../sidecar/ndjson.js';
+import { line, onLines } from '../common/ndjson.js';
 import { createRoutingState } from '../sidecar/routing.js';
-import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable } from '../sidecar/protocol.js';
+import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable } from '../common/protocol.js';
 
 /** A fake controller: records every line received, lets the test send lines. */
 class FakeController {

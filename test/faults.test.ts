@@ -6,8 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SCENARIOS } from '../bench/faults/scenarios.js';
-import type { ScenarioResult } from '../bench/faults/harness.js';
+import { SCENARIOS } from './helpers/faults/scenarios.js';
+import type { ScenarioResult } from './helpers/faults/harness.js';
 
 function summary(r: ScenarioResult): string {
   return JSON.stringify({ requests: r.requests, errors: r.errors, errorKinds: r.errorKinds, answeredBy: r.answeredBy, badHits: r.badHits, rollbackMs: r.rollbackMs, toPreviousMs: r.toPreviousMs, refusedMs: r.refusedMs, facts: r.facts });

@@ -3,7 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import type { HealthCheck } from '../controller/appversion.js';
-import { MoltError } from '../controller/errors.js';
+import { MoltError } from '../common/errors.js';
 import { isLoopbackHost, probe } from '../controller/runtime/health.js';
 
 const hc = (over: Partial<HealthCheck> = {}): HealthCheck => ({ path: '/healthz', intervalMs: 100, timeoutMs: 1000, startupTimeoutMs: 5000, ...over });

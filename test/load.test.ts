@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadAppVersionFile, normalizeAppVersion, parseAppVersionText } from '../controller/load.js';
-import { formatDuration, parseDuration, parseQuantity } from '../controller/duration.js';
-import { MoltError, MoltValidationErrors } from '../controller/errors.js';
-import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION } from '../sidecar/protocol.js';
+import { formatDuration, parseDuration, parseQuantity } from '../common/duration.js';
+import { MoltError, MoltValidationErrors } from '../common/errors.js';
+import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION } from '../common/protocol.js';
 
 const HEAD = 'apiVersion: molt.dev/v1alpha1\nkind: AppVersion\nmetadata: { name: shop-v2 }\nspec:\n  app: shop\n  version: "2.0.0"\n';
 

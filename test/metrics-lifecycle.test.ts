@@ -7,8 +7,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
 import { test } from 'node:test';
-import { MoltEnv } from '../bench/faults/harness.js';
-import { PROTOCOL_VERSION, type StatsMessage } from '../sidecar/protocol.js';
+import { MoltEnv } from './helpers/faults/harness.js';
+import { PROTOCOL_VERSION, type StatsMessage } from '../common/protocol.js';
 import { waitFor } from './helpers/molt.js';
 
 function metricsText(port: number): Promise<string> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MoltMetrics, PHASES } from '../controller/metrics.js';
-import { LATENCY_BUCKETS_SECONDS, type StatsMessage, type VersionStats } from '../sidecar/protocol.js';
+import { LATENCY_BUCKETS_SECONDS, type StatsMessage, type VersionStats } from '../common/protocol.js';
 
 /** Parse the text format into "name{labels}" -> value (labels as printed, sorted by prom-client). */
 function parse(text: string): Map<string, number> {

@@ -10,7 +10,7 @@ import {
   type RouteVersion,
   type RoutingTable,
   type TransitionConfig,
-} from '../sidecar/protocol.js';
+} from '../common/protocol.js';
 
 function ver(id: string, version: string, transition: Partial<TransitionConfig> = {}, extra: Partial<RouteVersion> = {}): RouteVersion {
   return {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { DockerDriver, buildContainerOptions } from '../controller/runtime/docker.js';
 import { probe } from '../controller/runtime/health.js';
 import type { Instance } from '../controller/runtime/types.js';
-import { MoltError } from '../controller/errors.js';
+import { MoltError } from '../common/errors.js';
 import { buildTestImages, ensureDocker } from './helpers/docker.js';
 import { TEST_HEALTH, dockerRuntime, httpGet, makeAppVersion, waitFor } from './helpers/runtime.js';
 

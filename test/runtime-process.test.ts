@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { MoltError } from '../controller/errors.js';
+import { MoltError } from '../common/errors.js';
 import { probe } from '../controller/runtime/health.js';
 import { ProcessDriver, readProcStat, type ProcessRecord } from '../controller/runtime/process.js';
 import type { Instance } from '../controller/runtime/types.js';

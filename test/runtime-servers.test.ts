@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MoltError } from '../controller/errors.js';
+import { MoltError } from '../common/errors.js';
 import { ServersDriver } from '../controller/runtime/servers.js';
 import { dockerRuntime, makeAppVersion } from './helpers/runtime.js';
 

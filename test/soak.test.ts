@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { test } from 'node:test';
-import { MoltEnv } from '../bench/faults/harness.js';
-import { MixedLoad } from '../bench/faults/load.js';
+import { MoltEnv } from './helpers/faults/harness.js';
+import { MixedLoad } from './helpers/faults/load.js';
 import { waitFor } from './helpers/molt.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 90);

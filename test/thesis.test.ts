@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { normalizeAppVersion } from '../controller/load.js';
-import { MoltError } from '../controller/errors.js';
+import { MoltError } from '../common/errors.js';
 import { appVersionToThesisCluster, loadThesisConfigFile, thesisClusterToRaw } from '../controller/thesis.js';
 
 const UUID = '1dcbb083-257f-11e4-bcbc-600308a8245e';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compareVersions, sortNewestFirst } from '../sidecar/version-order.js';
+import { compareVersions, sortNewestFirst } from '../common/version-order.js';
 
 const newer = (a: string, b: string) => {
   assert.ok(compareVersions(a, b) > 0, `${a} should be newer than ${b}`);

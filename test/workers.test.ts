@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { createRoutingState, type Routing } from '../sidecar/routing.js';
 import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from '../sidecar/workers.js';
 import { parseSidecarArgs } from '../sidecar/main.js';
-import { line, onLines } from '../sidecar/ndjson.js';
-import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type TransitionConfig } from '../sidecar/protocol.js';
+import { line, onLines } from '../common/ndjson.js';
+import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type TransitionConfig } from '../common/protocol.js';
 
 function tableOf(revision: number, ports: [number, number], transition: Partial<TransitionConfig> = {}): RoutingTable {
   const v = (id: string, version: string, port: number) => ({

@@ -11,7 +11,7 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import { MoltError } from '../errors.js';
+import { MoltError } from '../../common/errors.js';
 
 export const GROUP = 'molt.dev';
 export const VERSION = 'v1alpha1';

@@ -18,7 +18,7 @@ import type { ControlServer } from '../control-server.js';
 import { normalizeAppVersion } from '../load.js';
 import type { MoltMetrics } from '../metrics.js';
 import { buildRoutingTable, sameRoutes, type VersionRouting } from '../routing-table.js';
-import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../../sidecar/protocol.js';
+import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../../common/protocol.js';
 import {
   APPVERSION_LABEL,
   APPVERSIONS_PATH,

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { AppsV1Api, CoreV1Api, V1Container, V1Deployment, V1EndpointSlice, V1OwnerReference, V1Probe, V1Service } from '@kubernetes/client-node';
 import type { AppVersion, DockerRuntime } from '../appversion.js';
-import type { Endpoint } from '../../sidecar/protocol.js';
+import type { Endpoint } from '../../common/protocol.js';
 import { APP_ANNOTATION, APPVERSION_LABEL, MANAGED_BY, MANAGED_BY_LABEL, httpStatus } from './client.js';
 
 export const HASH_ANNOTATION = 'molt.dev/desired-hash';

@@ -10,8 +10,8 @@ import path from 'node:path';
 import Dockerode from 'dockerode';
 import type { Logger } from 'pino';
 import type { AppVersion, DockerRuntime } from '../appversion.js';
-import { MoltError } from '../errors.js';
-import type { Endpoint } from '../../sidecar/protocol.js';
+import { MoltError } from '../../common/errors.js';
+import type { Endpoint } from '../../common/protocol.js';
 import {
   LABEL_APP,
   LABEL_APPVERSION,
@@ -318,7 +318,7 @@ function publishedEndpoint(info: Dockerode.ContainerInspectInfo, containerPort: 
 //   name     <name>-<first 12 hex of the image ID>            (containers: <spec.name>-<12 hex> if named)
 //   version  <version without +build>.<n>+<12 hex>           e.g. 1.0.0 → 1.0.0.1+4c6055c99740
 // The appended numeric part n (1, 2, …) makes generation n newer than the original and than n-1 under
-// sidecar/version-order.ts (which ignores +build), yet older than the next release (1.0.1). So a rebuild
+// common/version-order.ts (which ignores +build), yet older than the next release (1.0.1). So a rebuild
 // rolls out with the usual transition, and the previous generation stays ready as the rollback target.
 // The last KEEP_DERIVED generations are kept; older ones leave the desired set and are drained/removed
 // like a deleted file. An ID already seen (base or kept generation) is not a new version: retagging back

@@ -8,8 +8,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { HealthCheck } from '../appversion.js';
-import { MoltError } from '../errors.js';
-import type { Endpoint } from '../../sidecar/protocol.js';
+import { MoltError } from '../../common/errors.js';
+import type { Endpoint } from '../../common/protocol.js';
 import { isLoopbackHost } from '../net-util.js';
 
 export { isLoopbackHost };

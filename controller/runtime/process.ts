@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { AppVersion, ProcessRuntime } from '../appversion.js';
-import { MoltError } from '../errors.js';
+import { MoltError } from '../../common/errors.js';
 import {
   LABEL_APP,
   LABEL_APPVERSION,

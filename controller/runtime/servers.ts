@@ -4,8 +4,8 @@
 // remove it again on every reconcile); create() or a changed spec shows it again.
 
 import type { AppVersion } from '../appversion.js';
-import { MoltError } from '../errors.js';
-import type { Endpoint } from '../../sidecar/protocol.js';
+import { MoltError } from '../../common/errors.js';
+import type { Endpoint } from '../../common/protocol.js';
 import type { Instance, RuntimeDriver } from './types.js';
 
 function instanceId(versionName: string, index: number): string {

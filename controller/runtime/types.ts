@@ -3,7 +3,7 @@
 // before a restart of its own.
 
 import type { AppVersion } from '../appversion.js';
-import type { Endpoint } from '../../sidecar/protocol.js';
+import type { Endpoint } from '../../common/protocol.js';
 
 export type RuntimeKind = 'docker' | 'process' | 'servers';
 

@@ -11,7 +11,7 @@ import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import type { AppVersion } from '../appversion.js';
 import type { ResourceError } from '../controller-api.js';
-import { MoltError } from '../errors.js';
+import { MoltError } from '../../common/errors.js';
 import { loadAppVersionFile } from '../load.js';
 
 const RESOURCE_FILE = /\.(ya?ml|json)$/i;

@@ -1,7 +1,7 @@
 // Test double for RoutingState: fixed primary / fallback / shadow targets per host, records every
 // call, so data-path tests do not depend on sidecar/routing.ts.
 
-import type { Endpoint, FailureMessage, RoutingTable, VersionStats } from '../../sidecar/protocol.js';
+import type { Endpoint, FailureMessage, RoutingTable, VersionStats } from '../../common/protocol.js';
 import type { FailureKind, RouteDecision, RoutingState, VersionTarget } from '../../sidecar/routing-types.js';
 
 export interface FakeTargetOptions {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ControlServer } from '../../controller/control-server.js';
 import { KubeController, type KubeControllerOptions } from '../../controller/kube/controller.js';
-import { PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type StatsMessage } from '../../sidecar/protocol.js';
+import { PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type StatsMessage } from '../../common/protocol.js';
 import { FakeApiServer } from './fake-apiserver.js';
 
 export const NS = 'molt-test';

@@ -6,9 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { runUp, type UpHandle } from '../../controller/up.js';
-import type { FailureMessage } from '../../sidecar/protocol.js';
-import { appVersionYaml, FIXTURES, freePort, tempDir, waitFor } from '../../test/helpers/molt.js';
+import { runUp, type UpHandle } from '../../../controller/up.js';
+import type { FailureMessage } from '../../../common/protocol.js';
+import { appVersionYaml, FIXTURES, freePort, tempDir, waitFor } from '../molt.js';
 import { describeError, isClientError, type RequestRecord } from './load.js';
 
 export const FAULT_APP = path.join(FIXTURES, 'fault-app.mjs');

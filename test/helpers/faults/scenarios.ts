@@ -5,11 +5,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Dockerode from 'dockerode';
-import { controllerIdFor } from '../../controller/up.js';
-import { LABEL_APPVERSION, LABEL_MANAGED_BY } from '../../controller/runtime/types.js';
-import { alive } from '../../controller/supervisor.js';
-import { buildTestImages, ensureDocker } from '../../test/helpers/docker.js';
-import { freePort, waitFor } from '../../test/helpers/molt.js';
+import { controllerIdFor } from '../../../controller/up.js';
+import { LABEL_APPVERSION, LABEL_MANAGED_BY } from '../../../controller/runtime/types.js';
+import { alive } from '../../../controller/supervisor.js';
+import { buildTestImages, ensureDocker } from '../docker.js';
+import { freePort, waitFor } from '../molt.js';
 import http from 'node:http';
 import { DAEMON_SOCKET, daemonMode, ensureDaemon, startDaemon, stopDaemon, type DaemonMode } from './daemon.js';
 import { analyze, killLeftovers, MoltChild, MoltEnv, outage, readReqLog, type ScenarioResult, type VersionOpts } from './harness.js';
