@@ -6,8 +6,8 @@
 // direction is `hello`, carrying the protocol version. A peer that does not share a
 // protocol version closes the connection after logging the mismatch.
 //
-// Controller -> sidecar: hello, routes
-// Sidecar -> controller: hello, ack, failure, stats
+// Controller -> sidecar: hello, routes, traffic-request
+// Sidecar -> controller: hello, ack, failure, stats, traffic
 //
 // This file is shared by both sides: it is the contract. Keep it free of runtime imports.
 
@@ -55,7 +55,8 @@ export interface FailurePolicyConfig {
   responseTimeoutMs: number;
 }
 
-export type VersionState = 'serving' | 'rolledBack' | 'draining';
+/** testing: preflight (issue 11) — healthy, in the table so its endpoints are known, but never routed to. */
+export type VersionState = 'serving' | 'rolledBack' | 'draining' | 'testing';
 
 export interface RouteVersion {
   /** AppVersion metadata.name: unique across all apps. */
@@ -87,6 +88,15 @@ export interface RouteApp {
   bucketCookie: string;
   /** Newest first. */
   versions: RouteVersion[];
+  /** Recording at the ingress (preflight). Absent = defaults; entries 0 = off. */
+  recording?: RecordingConfig;
+}
+
+export interface RecordingConfig {
+  /** Exchanges kept per app per sidecar process. */
+  entries: number;
+  /** Request and response bodies are kept up to this size. */
+  maxBodyBytes: number;
 }
 
 export interface RoutingTable {
@@ -153,8 +163,51 @@ export interface StatsMessage {
   versions: VersionStats[];
 }
 
-export type ControllerMessage = HelloMessage | RoutesMessage;
-export type SidecarMessage = HelloMessage | AckMessage | FailureMessage | StatsMessage;
+/** Ask for recorded exchanges of an app (preflight replay/shadow, `molt traffic export`). */
+export interface TrafficRequestMessage {
+  type: 'traffic-request';
+  /** Echoed in the answer. */
+  id: number;
+  app: string;
+  /** Only exchanges newer than these sequence numbers, per recorder ("0" single process, "w<N>" worker N). */
+  after?: Record<string, number>;
+  /** At most this many exchanges per recorder, the newest. */
+  limit: number;
+}
+
+export type WireHeaders = Array<[name: string, value: string]>;
+
+/** One recorded exchange as it travels over the control socket (bodies base64). Not redacted: the
+ *  socket is local and owned by the controller, which redacts before anything leaves it. */
+export interface WireExchange {
+  /** Recorder that kept it and its sequence number there. */
+  recorder: string;
+  seq: number;
+  startedAt: number;
+  durationMicros: number;
+  request: { method: string; target: string; httpVersion: string; headers: WireHeaders; body: string; bodyTruncated: boolean };
+  response: { status: number; statusText: string; httpVersion: string; headers: WireHeaders; body: string; bodyTruncated: boolean };
+}
+
+export interface TrafficMessage {
+  type: 'traffic';
+  id: number;
+  app: string;
+  exchanges: WireExchange[];
+  /** Highest sequence number per recorder after this answer (pass back as `after`). */
+  cursor: Record<string, number>;
+  /** Totals since start, summed over recorders. */
+  recorded: number;
+  skipped: number;
+}
+
+export type ControllerMessage = HelloMessage | RoutesMessage | TrafficRequestMessage;
+export type SidecarMessage = HelloMessage | AckMessage | FailureMessage | StatsMessage | TrafficMessage;
+
+/** The header every request molt originates for a preflight carries (replays, shadow copies, noise probes). */
+export const SHADOW_HEADER = 'x-molt-shadow';
+
+export const DEFAULT_RECORDING: RecordingConfig = { entries: 500, maxBodyBytes: 64 * 1024 };
 
 export const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 

@@ -15,7 +15,14 @@ import {
   type RoutingTable,
   type SidecarMessage,
   type StatsMessage,
+  type TrafficMessage,
+  type TrafficRequestMessage,
 } from '../common/protocol.js';
+
+/** Recorded traffic, as merged over every connected sidecar. */
+export type TrafficAnswer = Pick<TrafficMessage, 'exchanges' | 'cursor' | 'recorded' | 'skipped'>;
+/** A sidecar that has not answered a traffic request by then is left out. */
+export const TRAFFIC_REQUEST_TIMEOUT_MS = 3000;
 
 export interface ControlServerEvents {
   failure: [FailureMessage];
@@ -37,6 +44,8 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
   #peers = new Set<Peer>();
   #table: RoutingTable | null = null;
   #log: Logger | undefined;
+  #trafficId = 0;
+  readonly #trafficWaits = new Map<number, { parts: TrafficMessage[]; pending: Set<Peer>; done: () => void }>();
 
   constructor(opts: { socketPath: string; log?: Logger }) {
     super();
@@ -89,6 +98,42 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
     for (const p of this.#peers) if (p.pid) p.socket.write(msg);
   }
 
+  /** Ask every connected sidecar for recorded exchanges of `app` (see TrafficRequestMessage). */
+  requestTraffic(app: string, limit: number, after?: Record<string, number>): Promise<TrafficAnswer> {
+    const id = ++this.#trafficId;
+    const pending = new Set<Peer>();
+    for (const p of this.#peers) if (p.pid) pending.add(p);
+    return new Promise<TrafficAnswer>((resolve) => {
+      const parts: TrafficMessage[] = [];
+      const timer = setTimeout(() => done(), TRAFFIC_REQUEST_TIMEOUT_MS);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        if (!this.#trafficWaits.delete(id)) return;
+        const out: TrafficAnswer = { exchanges: [], cursor: {}, recorded: 0, skipped: 0 };
+        for (const p of parts) {
+          out.exchanges.push(...p.exchanges);
+          Object.assign(out.cursor, p.cursor);
+          out.recorded += p.recorded;
+          out.skipped += p.skipped;
+        }
+        out.exchanges.sort((a, b) => a.startedAt - b.startedAt);
+        resolve(out);
+      };
+      this.#trafficWaits.set(id, { parts, pending, done });
+      if (pending.size === 0) { done(); return; }
+      const req: TrafficRequestMessage = { type: 'traffic-request', id, app, limit, ...(after ? { after } : {}) };
+      const msg = line(req);
+      for (const p of pending) p.socket.write(msg);
+    });
+  }
+
+  #trafficGone(peer: Peer): void {
+    for (const wait of this.#trafficWaits.values()) {
+      if (wait.pending.delete(peer) && wait.pending.size === 0) wait.done();
+    }
+  }
+
   async close(): Promise<void> {
     for (const p of this.#peers) p.socket.destroy();
     this.#peers.clear();
@@ -112,6 +157,7 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
     socket.on('error', () => {});
     socket.on('close', () => {
       this.#peers.delete(peer);
+      this.#trafficGone(peer);
       if (peer.pid) {
         this.#log?.info({ pid: peer.pid }, 'sidecar disconnected');
         this.emit('disconnected', peer.pid);
@@ -166,6 +212,13 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
       case 'stats':
         this.emit('stats', msg);
         break;
+      case 'traffic': {
+        const wait = this.#trafficWaits.get(msg.id);
+        if (!wait || !wait.pending.delete(peer)) return;
+        wait.parts.push(msg);
+        if (wait.pending.size === 0) wait.done();
+        break;
+      }
       default:
         // Unknown message types are ignored: forward compatibility.
         break;
@@ -192,6 +245,9 @@ export function checkMessage(m: unknown): string | null {
     case 'stats':
       return isNum(o.at) && isNum(o.revision) && Array.isArray(o.versions) && o.versions.every((v) => typeof v === 'object' && v !== null && isStr((v as Record<string, unknown>).versionId))
         ? null : 'stats needs at, revision and versions[]';
+    case 'traffic':
+      return isNum(o.id) && isStr(o.app) && Array.isArray(o.exchanges) && typeof o.cursor === 'object' && o.cursor !== null && isNum(o.recorded) && isNum(o.skipped)
+        ? null : 'traffic needs id, app, exchanges[], cursor, recorded, skipped';
     default:
       return null;
   }

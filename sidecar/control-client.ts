@@ -10,6 +10,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Logger } from 'pino';
+import type { TrafficPart } from './traffic.js';
 import {
   MAX_LINE_BYTES,
   PROTOCOL_VERSION,
@@ -18,6 +19,7 @@ import {
   type HelloMessage,
   type RoutingTable,
   type SidecarMessage,
+  type TrafficRequestMessage,
   type VersionStats,
 } from '../common/protocol.js';
 
@@ -28,6 +30,8 @@ export interface ControlClientOptions {
   /** The revision currently served (sent in hello and stats). */
   revision(): number;
   stats(): VersionStats[];
+  /** Recorded exchanges for a `traffic-request` (absent: answered with none). */
+  traffic?(req: TrafficRequestMessage): TrafficPart | Promise<TrafficPart>;
   log?: Logger;
   statsIntervalMs?: number;
   initialBackoffMs?: number;
@@ -45,7 +49,7 @@ export interface ControlClientEvents {
 }
 
 export class ControlClient extends EventEmitter<ControlClientEvents> {
-  readonly #o: Required<Omit<ControlClientOptions, 'log'>> & { log: Logger | undefined };
+  readonly #o: Required<Omit<ControlClientOptions, 'log' | 'traffic'>> & Pick<ControlClientOptions, 'traffic'> & { log: Logger | undefined };
   #socket: net.Socket | null = null;
   #open = false;
   #closing = false;
@@ -289,9 +293,35 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       case 'routes':
         this.#onRoutes(msg.table);
         break;
+      case 'traffic-request':
+        this.#onTrafficRequest(msg);
+        break;
       default:
         break; // unknown types are ignored (forward compatibility)
     }
+  }
+
+  #onTrafficRequest(req: TrafficRequestMessage): void {
+    if (typeof req.id !== 'number' || typeof req.app !== 'string' || typeof req.limit !== 'number' ||
+        (req.after !== undefined && (typeof req.after !== 'object' || req.after === null))) {
+      this.counters.badLines++;
+      this.#o.log?.warn('control: ignoring a malformed traffic-request message');
+      return;
+    }
+    const socket = this.#socket;
+    const answer = (part: TrafficPart) => {
+      if (!socket || socket !== this.#socket || !this.#open) return;
+      const msg: SidecarMessage = { type: 'traffic', id: req.id, app: req.app, ...part };
+      socket.write(JSON.stringify(msg) + '\n');
+    };
+    const empty: TrafficPart = { exchanges: [], cursor: {}, recorded: 0, skipped: 0 };
+    if (!this.#o.traffic) { answer(empty); return; }
+    Promise.resolve()
+      .then(() => this.#o.traffic!(req))
+      .then(answer, (err: unknown) => {
+        this.#o.log?.error({ err, app: req.app }, 'control: could not read recorded traffic');
+        answer(empty);
+      });
   }
 
   #onRoutes(table: RoutingTable): void {

@@ -48,6 +48,8 @@ export class Capture {
   /** Microseconds from request start to the response's completion. */
   durationMicros = 0;
   status = 0;
+  /** Per-recorder sequence number, assigned at commit: readers ask for entries after the last they saw. */
+  seq = 0;
   /** Head too long or otherwise not recordable: commit() drops it. */
   spoiled = false;
   /** Upper bound for req/res: head limit + body limit. */
@@ -119,6 +121,7 @@ function grow(b: Buffer, used: number, need: number, max: number): Buffer {
 /** What one ring entry looks like when read out (bytes copied: safe to keep). */
 export interface RawExchange {
   app: string;
+  seq: number;
   startedAt: number;
   durationMicros: number;
   status: number;
@@ -157,6 +160,7 @@ export class TrafficRecorder {
   #inFlight = 0;
   readonly #rings = new Map<string, Ring>();
   readonly counters: RecorderCounters = { recorded: 0, skippedBusy: 0, skippedOther: 0 };
+  #seq = 0;
 
   constructor(limits: Partial<RecorderLimits> = {}) {
     this.limits = { ...DEFAULT_RECORDER_LIMITS, ...limits };
@@ -194,6 +198,7 @@ export class TrafficRecorder {
       ring = new Ring(this.limits.entriesPerApp);
       this.#rings.set(app, ring);
     }
+    c.seq = ++this.#seq;
     const old = ring.slots[ring.next];
     ring.slots[ring.next] = c;
     ring.next = (ring.next + 1) % ring.slots.length;
@@ -214,18 +219,25 @@ export class TrafficRecorder {
     if (this.#pool.length > this.limits.maxInFlight) this.#pool.length = this.limits.maxInFlight;
   }
 
-  /** Up to `limit` most recent exchanges of an app, oldest first, bytes copied. */
-  recent(app: string, limit = Infinity): RawExchange[] {
+  /** Up to `limit` most recent exchanges of an app with seq > afterSeq, oldest first, bytes copied. */
+  recent(app: string, limit = Infinity, afterSeq = 0): RawExchange[] {
     const ring = this.#rings.get(app);
     if (ring === undefined) return [];
-    const n = Math.min(ring.size, limit);
-    const out: RawExchange[] = [];
     const len = ring.slots.length;
+    // Count the newest entries after afterSeq (seq grows along the ring).
+    let n = 0;
+    while (n < ring.size && n < limit && ring.slots[(ring.next - n - 1 + len * 2) % len]!.seq > afterSeq) n++;
+    const out: RawExchange[] = [];
     for (let k = n; k >= 1; k--) {
       const c = ring.slots[(ring.next - k + len * 2) % len]!;
       out.push(snapshot(app, c));
     }
     return out;
+  }
+
+  /** The sequence number of the last committed exchange (0 = none yet). */
+  get lastSeq(): number {
+    return this.#seq;
   }
 
   /** Number of exchanges held for an app. */
@@ -242,6 +254,7 @@ export class TrafficRecorder {
 export function snapshot(app: string, c: Capture): RawExchange {
   return {
     app,
+    seq: c.seq,
     startedAt: c.startedAt,
     durationMicros: c.durationMicros,
     status: c.status,

@@ -6,12 +6,14 @@
 //  - GRADUAL per-request progress: workers send their counts in small batches (every 20 ms or 16
 //    requests), the primary sums and broadcasts totals, so all workers agree on the threshold;
 //  - stats: each worker sends a snapshot every second, the primary sums them (a dead worker's last
-//    snapshot is kept so counters stay monotonic).
+//    snapshot is kept so counters stay monotonic);
+//  - recorded traffic (preflight): the primary asks every worker and merges their answers.
 // The coordination logic is written against a tiny Channel interface so it can be tested in-process.
 
 import type { Logger } from 'pino';
-import type { FailureMessage, RoutingTable, VersionStats } from '../common/protocol.js';
+import type { FailureMessage, RoutingTable, TrafficRequestMessage, VersionStats } from '../common/protocol.js';
 import type { Routing } from './routing.js';
+import { mergeTraffic, type TrafficPart } from './traffic.js';
 
 /** [versionId, epoch, count] */
 export type ProgressTuple = [string, number, number];
@@ -20,7 +22,8 @@ export type ToWorker =
   | { t: 'molt:routes'; table: RoutingTable; failed: Array<[string, number]>; totals: ProgressTuple[] }
   | { t: 'molt:markFailed'; id: string; epoch: number }
   | { t: 'molt:progress'; totals: ProgressTuple[] }
-  | { t: 'molt:shutdown'; graceMs: number };
+  | { t: 'molt:shutdown'; graceMs: number }
+  | { t: 'molt:traffic-request'; rid: number; req: TrafficRequestMessage };
 
 export type ToPrimary =
   | { t: 'molt:ready' }
@@ -28,7 +31,8 @@ export type ToPrimary =
   | { t: 'molt:failure'; msg: FailureMessage }
   | { t: 'molt:progress'; deltas: ProgressTuple[] }
   | { t: 'molt:stats'; revision: number; versions: VersionStats[] }
-  | { t: 'molt:listening'; host: string; port: number };
+  | { t: 'molt:listening'; host: string; port: number }
+  | { t: 'molt:traffic'; rid: number; part: TrafficPart };
 
 /** One end of an IPC link. */
 export interface Channel<Out> {
@@ -42,6 +46,8 @@ function isMsg(m: unknown): m is { t: string } {
 
 export const PROGRESS_FLUSH_MS = 20;
 export const APPLY_TIMEOUT_MS = 5000;
+/** A worker that has not answered a traffic request by then is left out of the answer. */
+export const TRAFFIC_TIMEOUT_MS = 2000;
 
 interface WorkerEntry {
   ch: Channel<ToWorker>;
@@ -73,6 +79,8 @@ export class PrimaryCoordinator {
   #flushTimer: NodeJS.Timeout | null = null;
   #retired: VersionStats[][] = [];
   #waiters: Array<{ revision: number; resolve: () => void }> = [];
+  #trafficRid = 0;
+  readonly #trafficWaits = new Map<number, { parts: TrafficPart[]; pending: Set<number>; done: () => void }>();
 
   constructor(opts: PrimaryOptions = {}) {
     this.#log = opts.log;
@@ -100,6 +108,10 @@ export class PrimaryCoordinator {
     const w = this.#workers.get(id);
     if (!w) return;
     this.#workers.delete(id);
+    for (const wait of this.#trafficWaits.values()) {
+      wait.pending.delete(id);
+      if (wait.pending.size === 0) wait.done();
+    }
     if (w.stats.length) this.#retired.push(w.stats);
     this.#checkWaiters();
   }
@@ -131,6 +143,26 @@ export class PrimaryCoordinator {
       };
       this.#waiters.push({ revision: table.revision, resolve: done });
       this.#checkWaiters();
+    });
+  }
+
+  /** Recorded traffic of every ready worker, merged (workers that do not answer in time are left out). */
+  traffic(req: TrafficRequestMessage): Promise<TrafficPart> {
+    const rid = ++this.#trafficRid;
+    const pending = new Set<number>();
+    for (const [id, w] of this.#workers) if (w.ready) pending.add(id);
+    return new Promise<TrafficPart>((resolve) => {
+      const parts: TrafficPart[] = [];
+      const timer = setTimeout(() => done(), TRAFFIC_TIMEOUT_MS);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        if (!this.#trafficWaits.delete(rid)) return;
+        resolve(mergeTraffic(parts));
+      };
+      this.#trafficWaits.set(rid, { parts, pending, done });
+      if (pending.size === 0) { done(); return; }
+      for (const id of pending) this.#workers.get(id)!.ch.send({ t: 'molt:traffic-request', rid, req });
     });
   }
 
@@ -203,6 +235,13 @@ export class PrimaryCoordinator {
       case 'molt:listening':
         this.onListening?.(msg.host, msg.port);
         break;
+      case 'molt:traffic': {
+        const wait = this.#trafficWaits.get(msg.rid);
+        if (!wait || !wait.pending.delete(id)) return;
+        wait.parts.push(msg.part);
+        if (wait.pending.size === 0) wait.done();
+        break;
+      }
     }
   }
 
@@ -258,6 +297,8 @@ export interface WorkerAgentOptions {
   statsIntervalMs?: number;
   /** Called when the primary asks the worker to shut down. */
   onShutdown?: (graceMs: number) => void;
+  /** This worker's recorded traffic (absent: none). */
+  traffic?: (req: TrafficRequestMessage) => TrafficPart;
 }
 
 /** The worker's end: keeps its RoutingState in step with the primary. */
@@ -330,6 +371,16 @@ export class WorkerAgent {
       case 'molt:shutdown':
         this.#o.onShutdown?.(msg.graceMs);
         break;
+      case 'molt:traffic-request': {
+        let part: TrafficPart = { exchanges: [], cursor: {}, recorded: 0, skipped: 0 };
+        try {
+          if (this.#o.traffic) part = this.#o.traffic(msg.req);
+        } catch (err) {
+          this.#o.log?.error({ err }, 'worker: could not read recorded traffic');
+        }
+        this.#ch.send({ t: 'molt:traffic', rid: msg.rid, part });
+        break;
+      }
     }
   }
 }

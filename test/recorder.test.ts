@@ -27,6 +27,10 @@ test('the ring keeps the newest entriesPerApp exchanges per app, oldest first', 
   assert.equal(res.status, 200);
   assert.equal(res.body.toString(), 'hello /p4');
   assert.equal(r.counters.recorded, 6);
+  // A reader that saw up to /p3 gets only what came after.
+  const p3 = r.recent('shop').find((e) => parseCapturedRequest(e.request)!.target === '/p3')!.seq;
+  assert.deepEqual(r.recent('shop', Infinity, p3).map((e) => parseCapturedRequest(e.request)!.target), ['/p4']);
+  assert.deepEqual(r.recent('shop', Infinity, r.lastSeq), []);
 });
 
 test('at most maxInFlight exchanges are captured at once; the rest are counted, not queued', () => {

@@ -1,0 +1,44 @@
+// Reading recorded traffic out of the sidecar (off the hot path): the answer to a controller's
+// `traffic-request`, from one recorder (single process) or merged over the workers' recorders.
+
+import type { TrafficMessage, TrafficRequestMessage, WireExchange } from '../common/protocol.js';
+import { parseCapturedRequest, parseCapturedResponse } from './captured-http.js';
+import type { TrafficRecorder } from './recorder.js';
+
+export type TrafficPart = Pick<TrafficMessage, 'exchanges' | 'cursor' | 'recorded' | 'skipped'>;
+
+/** Parsed, newest `limit` exchanges of `app` after the caller's cursor for this recorder. */
+export function readTraffic(recorder: TrafficRecorder, name: string, req: Pick<TrafficRequestMessage, 'app' | 'after' | 'limit'>): TrafficPart {
+  const after = req.after?.[name] ?? 0;
+  const exchanges: WireExchange[] = [];
+  let last = after;
+  for (const raw of recorder.recent(req.app, Math.max(0, req.limit), after)) {
+    if (raw.seq > last) last = raw.seq;
+    const request = parseCapturedRequest(raw.request, raw.requestTruncated);
+    const response = request ? parseCapturedResponse(raw.response, raw.responseTruncated, request.method) : null;
+    if (request === null || response === null) continue;
+    exchanges.push({
+      recorder: name,
+      seq: raw.seq,
+      startedAt: raw.startedAt,
+      durationMicros: raw.durationMicros,
+      request: { ...request, body: request.body.toString('base64') },
+      response: { ...response, body: response.body.toString('base64') },
+    });
+  }
+  const c = recorder.counters;
+  return { exchanges, cursor: { [name]: last }, recorded: c.recorded, skipped: c.skippedBusy + c.skippedOther };
+}
+
+/** Several recorders' answers as one, exchanges in time order. */
+export function mergeTraffic(parts: TrafficPart[]): TrafficPart {
+  const out: TrafficPart = { exchanges: [], cursor: {}, recorded: 0, skipped: 0 };
+  for (const p of parts) {
+    out.exchanges.push(...p.exchanges);
+    Object.assign(out.cursor, p.cursor);
+    out.recorded += p.recorded;
+    out.skipped += p.skipped;
+  }
+  out.exchanges.sort((a, b) => a.startedAt - b.startedAt || a.seq - b.seq);
+  return out;
+}
