@@ -27,6 +27,9 @@ export function readTraffic(recorder: TrafficRecorder, name: string, req: Pick<T
     });
   }
   const c = recorder.counters;
+  // The cursor moves to the newest exchange even when `limit` left older ones out: a reader of live
+  // traffic (shadow) wants what comes after now, not a backlog.
+  if (recorder.lastSeq > last) last = recorder.lastSeq;
   return { exchanges, cursor: { [name]: last }, recorded: c.recorded, skipped: c.skippedBusy + c.skippedOther };
 }
 
