@@ -17,7 +17,7 @@
 
 import type { Logger } from 'pino';
 import type { Endpoint, WireExchange } from '../common/protocol.js';
-import { compareResponses, compileIgnore, NoiseModel, routeKey, type BodyMode, type CapturedResponse, type CompareOptions } from '../common/preflight-diff.js';
+import { compareResponses, compileIgnore, NoiseModel, routeKey, type BodyMode, type CapturedResponse, type CompareOptions, type Difference } from '../common/preflight-diff.js';
 import { ShadowClient, ShadowDispatcher, type ShadowRequest, type ShadowResult } from '../common/shadow-client.js';
 import { classifyPair, decide, PreflightTally, type Decision, type PreflightReason, type PreflightStatus } from '../common/preflight-verdict.js';
 import type { TrafficAnswer } from './control-server.js';
@@ -68,6 +68,20 @@ export interface PreflightTarget {
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Compared pairs kept with their raw differences, so that noise learned later also clears them. */
+const MAX_KEPT_PAIRS = 10_000;
+
+interface PairRecord {
+  route: string;
+  diffs: Difference[];
+  oldMs: number;
+  newMs: number;
+}
+
+/** Noise is learned per endpoint, not per resource: ids in the path (numbers, UUIDs, long hex) are one key. */
+export function noiseRouteKey(method: string, target: string): string {
+  return routeKey(method, target).replace(/\/(?:\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,})(?=\/|$)/gi, '/{id}');
+}
 const REPLAY_TIMEOUT_MS = 10_000;
 /** Live exchanges read per poll at most (the newest). */
 const SHADOW_BATCH = 500;
@@ -75,8 +89,15 @@ const SHADOW_BATCH = 500;
 export class PreflightRun {
   readonly target: PreflightTarget;
   readonly config: PreflightConfig;
-  readonly tally = new PreflightTally();
   readonly noise = new NoiseModel();
+  /** Rebuilt from the kept pairs with the current noise model at every judgement. */
+  #tally = new PreflightTally();
+  readonly #pairs: PairRecord[] = [];
+  /** Pairs beyond MAX_KEPT_PAIRS: judged with the noise known when they arrived. */
+  readonly #overflow = new PreflightTally();
+  #errors = 0;
+  #skipped = 0;
+  #dropped = 0;
   readonly startedAt: number;
   #outcome: PreflightOutcome = { verdict: 'Pending', message: 'starting' };
   /** Replay pairs expected (known once the recording was read). */
@@ -107,6 +128,10 @@ export class PreflightRun {
     };
   }
 
+  get tally(): PreflightTally {
+    return this.#tally;
+  }
+
   get outcome(): PreflightOutcome {
     return this.#outcome;
   }
@@ -114,7 +139,7 @@ export class PreflightRun {
   /** The status block (issue 11 item 8), plus why it is where it is. */
   status(): PreflightStatus & { message: string; reason?: string; hooksOnly?: boolean } {
     return {
-      ...this.tally.status(this.#outcome.verdict),
+      ...this.#tally.status(this.#outcome.verdict),
       message: this.#outcome.message,
       ...(this.#outcome.reason ? { reason: this.#outcome.reason } : {}),
       ...(this.target.serving === null ? { hooksOnly: true } : {}),
@@ -199,7 +224,7 @@ export class PreflightRun {
           if (isShadowCopy(ex)) continue; // never copy a copy
           if (!this.#eligible(ex.request.method)) continue;
           if (shadow.percent < 100 && this.#deps.random() * 100 >= shadow.percent) continue;
-          if (!this.#dispatcher.offer(() => this.#pair(ex, {}, 'shadow'))) this.tally.recordDropped();
+          if (!this.#dispatcher.offer(() => this.#pair(ex, {}, 'shadow'))) this.#dropped++;
         }
       }
       this.#judge();
@@ -227,7 +252,7 @@ export class PreflightRun {
       headers: ex.request.headers,
       body: ex.request.bodyTruncated ? undefined : Buffer.from(ex.request.body, 'base64'),
     };
-    if (ex.request.bodyTruncated) { this.tally.recordSkipped(); return; }
+    if (ex.request.bodyTruncated) { this.#skipped++; return; }
     const safe = SAFE_METHODS.has(req.method);
     const send = (ep: Endpoint) => this.#deps.client.send(ep, req, { set, timeoutMs: REPLAY_TIMEOUT_MS });
     const newEp = this.target.endpoints[this.#rr % this.target.endpoints.length]!;
@@ -247,9 +272,14 @@ export class PreflightRun {
       old = recorded;
       neu = await send(newEp);
     } else if (kind === 'replay') {
+      // The noise probe follows the first answer rather than racing it: two answers given in the same
+      // instant would hide a timestamp that the new version's answer, a moment later, shows.
       const oldEp = this.#nextServingEndpoint();
       const probeEp = this.config.compare.noise === 'auto' ? this.#nextServingEndpoint() : null;
-      [old, neu, second] = await Promise.all([send(oldEp), send(newEp), probeEp ? send(probeEp) : Promise.resolve(null)]);
+      [[old, second], neu] = await Promise.all([
+        send(oldEp).then(async (o) => [o, probeEp ? await send(probeEp) : null] as const),
+        send(newEp),
+      ]);
     } else {
       old = recorded;
       const probeEp = this.config.compare.noise === 'auto' ? this.#nextServingEndpoint() : null;
@@ -257,15 +287,16 @@ export class PreflightRun {
     }
     if (this.#stopped) return;
     const outcome = classifyPair(old.ok ? { ok: true, status: old.status } : { ok: false }, neu.ok ? { ok: true, status: neu.status } : { ok: false });
-    if (outcome === 'skip') { this.tally.recordSkipped(); return; }
-    if (outcome === 'error') { this.tally.recordError(); this.#judge(); return; }
+    if (outcome === 'skip') { this.#skipped++; return; }
+    if (outcome === 'error') { this.#errors++; this.#judge(); return; }
     if (!old.ok || !neu.ok) return; // classifyPair said both answered
-    const route = routeKey(req.method, req.target);
+    const route = noiseRouteKey(req.method, req.target);
     if (second !== null && second.ok) {
       this.noise.learn(route, compareResponses(captured(old), captured(second), this.#compare).differences);
     }
-    const diffs = this.noise.filter(route, compareResponses(captured(old), captured(neu), this.#compare).differences);
-    this.tally.recordComparison(diffs, { oldMs: old.latencyMs, newMs: neu.latencyMs });
+    const pair: PairRecord = { route, diffs: compareResponses(captured(old), captured(neu), this.#compare).differences, oldMs: old.latencyMs, newMs: neu.latencyMs };
+    if (this.#pairs.length < MAX_KEPT_PAIRS) this.#pairs.push(pair);
+    else this.#overflow.recordComparison(this.noise.filter(route, pair.diffs), { oldMs: pair.oldMs, newMs: pair.newMs });
     this.#judge();
   }
 
@@ -276,13 +307,35 @@ export class PreflightRun {
     return Math.max(1, this.#replayPlanned);
   }
 
+  /** The tally as judged now: every kept pair filtered by everything the noise model knows by now. */
+  #rebuild(): PreflightTally {
+    const t = new PreflightTally();
+    for (const p of this.#pairs) t.recordComparison(this.noise.filter(p.route, p.diffs), { oldMs: p.oldMs, newMs: p.newMs });
+    t.merge(this.#overflow);
+    for (let i = 0; i < this.#errors; i++) t.recordError();
+    for (let i = 0; i < this.#skipped; i++) t.recordSkipped();
+    t.recordDropped(this.#dropped);
+    this.#tally = t;
+    return t;
+  }
+
   #judge(): void {
     if (this.#stopped || this.#hooksRunning) return;
+    const tally = this.#rebuild();
     const elapsedMs = this.#deps.now() - this.startedAt;
+    const min = this.#minRequests();
+    // Mismatches are judged only once minRequests pairs were seen (the noise model needs them);
+    // errors (5xx, resets, timeouts where the serving version answered) fail at once.
+    if (tally.compared + tally.errors < min && tally.errors === 0 && elapsedMs < this.config.maxDurationMs &&
+        (!this.#replayDone || this.config.shadow)) {
+      const msg = `${tally.compared + tally.errors} of ${min} request(s) compared so far`;
+      if (msg !== this.#outcome.message) this.#setOutcome({ verdict: 'Pending', message: msg });
+      return;
+    }
     // Without shadowing, nothing more can come once the replay is done: judge what there is.
     const waitingForReplay = !this.#replayDone && !this.config.shadow;
-    const d: Decision = decide(this.tally, this.config.pass, {
-      minRequests: this.#minRequests(),
+    const d: Decision = decide(tally, this.config.pass, {
+      minRequests: min,
       elapsedMs: waitingForReplay ? Math.min(elapsedMs, this.config.maxDurationMs - 1) : elapsedMs,
       maxDurationMs: this.config.maxDurationMs,
       onNoTraffic: this.config.onNoTraffic,
