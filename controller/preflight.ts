@@ -55,6 +55,11 @@ export interface PreflightDeps {
   /** Copies in flight at once (each copy is 2–3 requests). Default 16. */
   maxInFlight?: number;
   random?: () => number;
+  /** Compare the new version's answers with the recorded ones instead of asking the serving version
+   *  (`molt traffic replay` without --compare-with). No noise probe without a serving version. */
+  againstRecorded?: boolean;
+  /** Called after every replayed or copied request (progress display). */
+  onPair?: () => void;
 }
 
 export interface PreflightTarget {
@@ -109,7 +114,7 @@ export class PreflightRun {
   #polling = false;
   #hooksRunning = false;
   #rr = 0;
-  readonly #deps: Required<Omit<PreflightDeps, 'log'>> & { log?: Logger };
+  readonly #deps: Required<Omit<PreflightDeps, 'log' | 'onPair'>> & Pick<PreflightDeps, 'log' | 'onPair'>;
   readonly #dispatcher: ShadowDispatcher;
   readonly #compare: CompareOptions;
   #onChange: (() => void) | null = null;
@@ -117,7 +122,7 @@ export class PreflightRun {
   constructor(target: PreflightTarget, config: PreflightConfig, deps: PreflightDeps) {
     this.target = target;
     this.config = config;
-    this.#deps = { pollMs: 500, maxInFlight: 16, now: Date.now, random: Math.random, ...deps };
+    this.#deps = { pollMs: 500, maxInFlight: 16, now: Date.now, random: Math.random, againstRecorded: false, ...deps };
     this.startedAt = this.#deps.now();
     this.#dispatcher = new ShadowDispatcher({ maxInFlight: this.#deps.maxInFlight });
     this.#compare = {
@@ -149,7 +154,7 @@ export class PreflightRun {
   /** Start; `onChange` is called whenever the outcome changes (and at the end). */
   start(onChange: () => void): void {
     this.#onChange = onChange;
-    if (this.target.serving === null) {
+    if (this.target.serving === null && !this.#deps.againstRecorded) {
       this.#setOutcome({ verdict: 'Pending', message: 'first version of the app: nothing to compare with, running hooks only' });
       void this.#runHooks();
       return;
@@ -200,7 +205,7 @@ export class PreflightRun {
     for (const ex of list) {
       if (this.#stopped) return;
       while (this.#dispatcher.inFlight >= this.#dispatcher.maxInFlight) await this.#dispatcher.idle();
-      this.#dispatcher.offer(() => this.#pair(ex, set, 'replay'));
+      this.#dispatcher.offer(() => this.#pair(ex, set, this.#deps.againstRecorded ? 'shadow' : 'replay'));
     }
     await this.#dispatcher.idle();
   }
@@ -282,10 +287,11 @@ export class PreflightRun {
       ]);
     } else {
       old = recorded;
-      const probeEp = this.config.compare.noise === 'auto' ? this.#nextServingEndpoint() : null;
+      const probeEp = this.config.compare.noise === 'auto' && this.target.serving !== null ? this.#nextServingEndpoint() : null;
       [neu, second] = await Promise.all([send(newEp), probeEp ? send(probeEp) : Promise.resolve(null)]);
     }
     if (this.#stopped) return;
+    this.#deps.onPair?.();
     const outcome = classifyPair(old.ok ? { ok: true, status: old.status } : { ok: false }, neu.ok ? { ok: true, status: neu.status } : { ok: false });
     if (outcome === 'skip') { this.#skipped++; return; }
     if (outcome === 'error') { this.#errors++; this.#judge(); return; }
