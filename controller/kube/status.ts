@@ -85,7 +85,7 @@ export function currentRollback(
   return undefined;
 }
 
-/** When the version first got traffic in this generation (epoch ms), from status; undefined if not yet. */
+/** When the version first got traffic in this generation (Unix time, ms), from status; undefined if not yet. */
 export function servingSinceOf(generation: number, status: Partial<KubeStatus> | undefined): number | undefined {
   if (!status || status.observedGeneration !== generation) return undefined;
   const t = status.timestamps?.serving;
