@@ -63,14 +63,16 @@ export interface RouteVersion {
   id: string;
   /** spec.version, e.g. "1.10.2". Versions are ordered by compareVersions (semver-aware). */
   version: string;
-  /** Bumped by the controller when a rolled-back version is re-admitted (molt promote). A failure is
-   *  remembered by the sidecar per (id, epoch), so an older report never blocks a re-admitted version. */
+  /** Admission epoch (a counter, not a time): bumped by the controller when the version is admitted again
+   *  (a spec change, or `molt promote` of a rolled-back version; Kubernetes mode: metadata.generation). A
+   *  failure is remembered by the sidecar per (id, epoch), so an older report never blocks a re-admitted
+   *  version. "Epoch" means only this in molt; wall-clock times are "Unix time (ms)". */
   epoch: number;
   state: VersionState;
   transition: TransitionConfig;
   failurePolicy: FailurePolicyConfig;
   endpoints: Endpoint[];
-  /** Epoch milliseconds when this version first received traffic; the GRADUAL step schedule counts from here. */
+  /** Unix time (ms) when this version first received traffic; the GRADUAL step schedule counts from here. */
   servingSince: number;
   /** Set by `molt promote`: the transition is complete, send everything here (INSTANT semantics). */
   promoted: boolean;
@@ -130,12 +132,13 @@ export interface FailureMessage {
   app: string;
   versionId: string;
   version: string;
+  /** The admission epoch the failure was seen in (RouteVersion.epoch). */
   epoch: number;
   /** e.g. "connect ECONNREFUSED", "status 503", "response timeout", "error rate 0.62 over 10s" */
   reason: string;
-  /** Epoch ms of the first failed request in the streak that tripped the policy. */
+  /** Unix time (ms) of the first failed request in the streak that tripped the policy. */
   firstFailureAt: number;
-  /** Epoch ms when the sidecar stopped routing to the version. */
+  /** Unix time (ms) when the sidecar stopped routing to the version. */
   rolledBackAt: number;
 }
 

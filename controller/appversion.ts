@@ -95,4 +95,5 @@ export interface AppVersion {
   specHash: string;
 }
 
-export type Phase = 'Pending' | 'Starting' | 'Ready' | 'Serving' | 'Promoted' | 'RolledBack' | 'Failed' | 'Draining';
+/** Phases and their transitions: controller/phase.ts. */
+export type { Phase } from './phase.js';

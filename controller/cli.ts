@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { AdminClient } from './admin-client.js';
-import { parseArgs } from '../common/args.js';
+import { parseCommandLine, type FlagDef } from '../common/args.js';
 import { MoltError, MoltValidationErrors } from '../common/errors.js';
 import { loadAppVersionFile, parseAppVersionText } from './load.js';
 import { printWelcome, runUp, UP_HELP } from './up.js';
@@ -27,7 +27,12 @@ Commands:
 Run "molt <command> --help" for its flags.
 `;
 
-const CLIENT_FLAGS = { admin: process.env.MOLT_ADMIN ?? '127.0.0.1:9090', 'admin-token': process.env.MOLT_ADMIN_TOKEN };
+/** Flags of the commands that talk to a running controller (defaults from the environment at call time). */
+const CLIENT_FLAGS = {
+  admin: { type: 'string' },
+  'admin-token': { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies Record<string, FlagDef>;
 const CLIENT_HELP = `
 Flags:
   --admin HOST:PORT     the controller's admin API (default 127.0.0.1:9090, env MOLT_ADMIN)
@@ -94,13 +99,13 @@ Kubernetes mode: molt controller --kubernetes [--namespace NS] [--kubeconfig FIL
 `;
 
 async function cmdController(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(CONTROLLER_HELP);
-    return 0;
-  }
   if (argv.includes('--kubernetes')) {
     const { runKubeController } = await import('./kube/main.js');
     await runKubeController(argv.filter((a) => a !== '--kubernetes'));
+    return 0;
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(CONTROLLER_HELP);
     return 0;
   }
   const { runControllerOnly } = await import('./controller-only.js');
@@ -111,8 +116,7 @@ async function cmdController(argv: string[]): Promise<number> {
 async function cmdUp(argv: string[]): Promise<number> {
   const handle = await runUp(argv);
   if (!handle) return 0;
-  const dirIdx = argv.indexOf('--dir');
-  printWelcome(handle, dirIdx >= 0 ? argv[dirIdx + 1] : './versions');
+  printWelcome(handle, handle.dir);
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = () => {
@@ -126,10 +130,11 @@ async function cmdUp(argv: string[]): Promise<number> {
 }
 
 async function cmdStatus(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: CLIENT_FLAGS, bools: ['json'] }, 'status');
+  const args = parseCommandLine(argv, CLIENT_FLAGS, 'status');
   if (args.help) return help('status');
-  const st = (await client(args.flags).status()) as ControllerStatus;
-  if (args.bools.json) {
+  noPositionals(args.positionals, 'status');
+  const st = (await client(args.values).status()) as ControllerStatus;
+  if (args.values.json) {
     process.stdout.write(JSON.stringify(st, null, 2) + '\n');
     return 0;
   }
@@ -157,11 +162,12 @@ export function formatStatus(st: ControllerStatus): string {
 }
 
 async function cmdApply(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: { ...CLIENT_FLAGS, file: undefined }, aliases: { f: 'file' }, repeatable: ['file'] }, 'apply');
+  const args = parseCommandLine(argv, { ...CLIENT_FLAGS, file: { type: 'strings', short: 'f' } }, 'apply');
   if (args.help) return help('apply');
-  const files = args.multi.file ?? [];
-  if (files.length === 0) throw new MoltError('MOLT_ERR_USAGE', 'molt apply needs -f FILE');
-  const c = client(args.flags);
+  noPositionals(args.positionals, 'apply');
+  const files = args.values.file;
+  if (files.length === 0) throw new MoltError('MOLT_ERR_USAGE', 'molt apply needs -f FILE', { path: '--file' });
+  const c = client(args.values);
   for (const file of files) {
     const text = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(file, 'utf8');
     const { errors } = parseAppVersionText(text, file);
@@ -177,11 +183,11 @@ async function cmdApply(argv: string[]): Promise<number> {
 }
 
 async function cmdValidate(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: {} }, 'validate');
+  const args = parseCommandLine(argv, {}, 'validate');
   if (args.help) return help('validate');
-  if (args.positional.length === 0) throw new MoltError('MOLT_ERR_USAGE', 'molt validate needs at least one FILE');
+  if (args.positionals.length === 0) throw new MoltError('MOLT_ERR_USAGE', 'molt validate needs at least one FILE');
   let bad = 0;
-  for (const file of args.positional) {
+  for (const file of args.positionals) {
     const { resources, errors } = await loadAppVersionFile(file);
     if (errors.length) {
       bad++;
@@ -194,28 +200,35 @@ async function cmdValidate(argv: string[]): Promise<number> {
 }
 
 async function cmdPromote(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: CLIENT_FLAGS, bools: ['json'] }, 'promote');
+  const args = parseCommandLine(argv, CLIENT_FLAGS, 'promote');
   if (args.help) return help('promote');
-  const [app, version] = args.positional;
+  const [app, version, extra] = args.positionals;
   if (!app) throw new MoltError('MOLT_ERR_USAGE', 'molt promote needs APP');
-  const v = (await client(args.flags).promote(app, version)) as { name: string; version: string; phase: string };
+  if (extra !== undefined) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${extra}" (see molt promote --help)`);
+  const v = (await client(args.values).promote(app, version)) as { name: string; version: string; phase: string };
   process.stdout.write(`${app}: ${v.name} (version ${v.version}) promoted, phase ${v.phase}\n`);
   return 0;
 }
 
 async function cmdRollback(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: CLIENT_FLAGS, bools: ['json'] }, 'rollback');
+  const args = parseCommandLine(argv, CLIENT_FLAGS, 'rollback');
   if (args.help) return help('rollback');
-  const [app] = args.positional;
+  const [app, extra] = args.positionals;
   if (!app) throw new MoltError('MOLT_ERR_USAGE', 'molt rollback needs APP');
-  const v = (await client(args.flags).rollback(app)) as { name: string; version: string };
+  if (extra !== undefined) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${extra}" (see molt rollback --help)`);
+  const v = (await client(args.values).rollback(app)) as { name: string; version: string };
   process.stdout.write(`${app}: ${v.name} (version ${v.version}) rolled back\n`);
   return 0;
 }
 
-function client(flags: Record<string, string | undefined>): AdminClient {
-  const admin = flags.admin!;
-  return new AdminClient(admin.startsWith('http') ? admin : `http://${admin}`, flags['admin-token'] || undefined);
+function client(flags: { admin?: string; 'admin-token'?: string }): AdminClient {
+  const admin = flags.admin ?? process.env.MOLT_ADMIN ?? '127.0.0.1:9090';
+  const token = (flags['admin-token'] ?? process.env.MOLT_ADMIN_TOKEN) || undefined;
+  return new AdminClient(admin.startsWith('http') ? admin : `http://${admin}`, token);
+}
+
+function noPositionals(positionals: string[], cmd: string): void {
+  if (positionals.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${positionals[0]}" (see molt ${cmd} --help)`);
 }
 
 function help(cmd: string): number {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { Logger } from 'pino';
-import type { AppVersion, Phase } from './appversion.js';
+import type { AppVersion } from './appversion.js';
 import type { AppStatus, ControllerApi, ControllerStatus, ResourceError, VersionStatus } from './controller-api.js';
 import { ControlServer } from './control-server.js';
 import { MoltError } from '../common/errors.js';
@@ -18,7 +18,8 @@ import { normalizeAppVersion } from './load.js';
 import type { MoltMetrics } from './metrics.js';
 import { buildRoutingTable, sameRoutes, sortNewestFirst, type VersionRouting } from './routing-table.js';
 import { FileSource } from './sources/files.js';
-import { StateStore, type VersionRecord } from './state-store.js';
+import { StateStore, type RolloutRecord } from './state-store.js';
+import { computePhase, INITIAL_PHASE, isTerminal, phaseTimestampKey, preflightGate, rollbackMetricReason, type PhaseObservations, type PhaseStatus } from './phase.js';
 import { DockerDriver, ImageTracker, type ImageResolver } from './runtime/docker.js';
 import { ProcessDriver } from './runtime/process.js';
 import { ServersDriver } from './runtime/servers.js';
@@ -61,8 +62,6 @@ interface Snapshot {
 
 type ResolvedOptions = Required<Omit<LocalControllerOptions, 'drivers' | 'controllerId' | 'allowApiProcess'>> & { controllerId: string; allowApiProcess: boolean };
 
-const TERMINAL: ReadonlySet<Phase> = new Set(['RolledBack', 'Failed']);
-
 export class LocalController implements ControllerApi {
   readonly control: ControlServer;
   readonly state: StateStore;
@@ -78,7 +77,7 @@ export class LocalController implements ControllerApi {
   /** spec.docker.checkForNewImages state (see #checkForNewImages). */
   #images: ImageTracker;
   #share = new Map<string, { share: number; requests: number; errors: number }>();
-  /** name -> epoch ms when it left the table because its resource was deleted. */
+  /** name -> Unix time (ms) when it left the table because its resource was deleted. */
   #draining = new Map<string, number>();
   #revision = 0;
   #snapshot: Snapshot = { desired: new Map(), errors: [], instances: new Map(), endpoints: new Map() };
@@ -210,31 +209,10 @@ export class LocalController implements ControllerApi {
     const endpoints = new Map<string, Endpoint[]>();
     await Promise.all([...desired.values()].map(async (av) => {
       const rec = this.state.get(av.metadata.name)!;
-      if (TERMINAL.has(rec.phase)) return;
+      if (isTerminal(rec.phase)) return;
       const ready = await this.#readyEndpoints(av, instances.get(av.metadata.name) ?? [], now);
       endpoints.set(av.metadata.name, ready);
     }));
-
-    // Phases before the table: Failed when never ready in time; Starting/Ready.
-    for (const av of desired.values()) {
-      const rec = this.state.get(av.metadata.name)!;
-      if (TERMINAL.has(rec.phase)) continue;
-      const ready = endpoints.get(av.metadata.name) ?? [];
-      if (ready.length === 0 && !rec.timestamps.ready) {
-        // Counted from this controller's start at the earliest: time while molt was down does not count.
-        const started = Math.max(Date.parse(rec.timestamps.created), this.#startedAt);
-        if (now - started > av.spec.healthCheck.startupTimeoutMs) {
-          this.#transition(rec, 'Failed', 'NotReady', `no instance became ready within ${av.spec.healthCheck.startupTimeoutMs / 1000}s`, now);
-          this.#metrics.rollback(av.spec.app, 'unready');
-          continue;
-        }
-        const has = (instances.get(av.metadata.name) ?? []).some((i) => i.running);
-        this.#transition(rec, has ? 'Starting' : 'Pending', has ? 'WaitingForReady' : 'Creating', has ? 'waiting for an instance to pass its health check' : 'creating instances', now);
-      } else if (ready.length > 0 && !rec.timestamps.ready) {
-        rec.timestamps.ready = new Date(now).toISOString();
-        this.#log.info({ name: rec.name, app: rec.app, version: rec.version, endpoints: ready }, 'version ready');
-      }
-    }
 
     // Deleted resources: drain (out of the table, instances alive for drainMs), then stop.
     for (const rec of this.state.all()) {
@@ -251,7 +229,7 @@ export class LocalController implements ControllerApi {
       this.#log.info({ revision: table.revision, apps: table.apps.map((a) => ({ app: a.name, versions: a.versions.map((v) => `${v.version}:${v.state}`) })) }, 'routing table pushed');
     }
 
-    this.#updateServingPhases(desired, table, now);
+    this.#updatePhases(desired, instances, endpoints, table, now);
     await this.#finishDrains(instances, now);
 
     this.#snapshot = { desired, errors, instances, endpoints };
@@ -320,13 +298,12 @@ export class LocalController implements ControllerApi {
       const stale = list.filter((i) => i.specHash !== av.specHash);
       list = list.filter((i) => i.specHash === av.specHash);
       const newReady = list.some((i) => this.#health.get(i.id)?.ready === true);
-      const staleKept = TERMINAL.has(rec.phase) || newReady ? [] : stale.filter((i) => i.running && this.#health.get(i.id)?.ready === true);
+      const staleKept = isTerminal(rec.phase) || newReady ? [] : stale.filter((i) => i.running && this.#health.get(i.id)?.ready === true);
       for (const inst of stale) if (!staleKept.includes(inst)) this.#remove(inst, 'spec changed', newReady ? this.#opts.drainMs : 0);
 
-      if (TERMINAL.has(rec.phase)) {
-        // The sidecar often rolls a crashing version back first ("reset connection closed"): say why.
+      if (isTerminal(rec.phase)) {
         const exited = list.find((i) => !i.running && i.exitCode !== undefined);
-        if (exited && !/ exited /.test(rec.message)) rec.message += `; instance ${exited.index} exited with code ${exited.exitCode}`;
+        if (exited) this.#applyPhase(rec, { crashed: { index: exited.index, exitCode: exited.exitCode } }, now);
         // Docker reports a dying container as running for a moment after its connections reset: keep a
         // version the sidecar just rolled back for one resync so that exit can be seen before removal.
         const settling = !exited && rec.reason === 'FailurePolicy' && now - Date.parse(rec.timestamps.rolledBack ?? '') < this.#opts.resyncMs;
@@ -339,21 +316,16 @@ export class LocalController implements ControllerApi {
 
       // Crashed instances.
       for (const inst of list.filter((i) => !i.running)) {
-        const wasReady = this.#health.get(inst.id)?.ready === true || Boolean(rec.timestamps.ready);
-        const isNewest = tableNewest.get(av.spec.app)?.name === name && tableNewest.get(av.spec.app)!.hasPrevious;
-        const code = inst.exitCode !== undefined ? ` with code ${inst.exitCode}` : '';
-        if (isNewest) {
-          this.#rollBack(rec, 'Crashed', `instance ${inst.index} exited${code}`, 'crash', now);
-        } else if (!wasReady) {
-          this.#transition(rec, 'Failed', 'Crashed', `instance ${inst.index} exited${code} before becoming ready`, now);
-          this.#metrics.rollback(av.spec.app, 'crash');
-        } else {
-          this.#log.warn({ name, index: inst.index, exitCode: inst.exitCode }, 'instance exited; restarting it');
-        }
+        const next = this.#applyPhase(rec, {
+          crashed: { index: inst.index, exitCode: inst.exitCode },
+          wasReady: this.#health.get(inst.id)?.ready === true || Boolean(rec.timestamps.ready),
+          newestWithFallback: tableNewest.get(av.spec.app)?.name === name && tableNewest.get(av.spec.app)!.hasPrevious,
+        }, now);
+        if (!isTerminal(next.phase)) this.#log.warn({ name, index: inst.index, exitCode: inst.exitCode }, 'instance exited; restarting it');
         this.#remove(inst, 'exited');
       }
       list = list.filter((i) => i.running);
-      if (TERMINAL.has(rec.phase)) {
+      if (isTerminal(rec.phase)) {
         if (!av.spec.keepFailed) for (const inst of list) this.#remove(inst, rec.phase, this.#opts.drainMs);
         instances.set(name, av.spec.keepFailed ? list : []);
         continue;
@@ -372,14 +344,13 @@ export class LocalController implements ControllerApi {
           list.push(inst);
         } catch (err) {
           const msg = err instanceof MoltError ? err.message : String((err as Error).message ?? err);
-          if (rec.timestamps.ready) {
+          const next = this.#applyPhase(rec, { createFailed: msg, wasReady: Boolean(rec.timestamps.ready) }, now);
+          if (!isTerminal(next.phase)) {
             // A version that has served keeps serving with what it has; the next resync tries again
             // (e.g. a fixed container name still held by a replica being removed).
             this.#log.warn({ name, index, err: msg }, 'could not replace an instance; retrying at the next resync');
             continue;
           }
-          this.#transition(rec, 'Failed', 'CreateFailed', msg, now);
-          this.#metrics.rollback(av.spec.app, 'unready');
           for (const inst of list) this.#remove(inst, 'create failed');
           list = [];
           break;
@@ -417,7 +388,7 @@ export class LocalController implements ControllerApi {
     const versions: VersionRouting[] = [];
     for (const av of desired.values()) {
       const rec = this.state.get(av.metadata.name)!;
-      if (TERMINAL.has(rec.phase)) continue;
+      if (isTerminal(rec.phase) || preflightGate(this.#preflightOf(av, rec)) !== 'open') continue;
       const eps = endpoints.get(av.metadata.name) ?? [];
       if (eps.length === 0) continue;
       if (!rec.servingSince) rec.servingSince = now;
@@ -429,38 +400,57 @@ export class LocalController implements ControllerApi {
     return { ...candidate, revision: this.#revision };
   }
 
-  #updateServingPhases(desired: Map<string, AppVersion>, table: RoutingTable, now: number): void {
-    for (const app of table.apps) {
-      app.versions.forEach((v, i) => {
-        const rec = this.state.get(v.id);
-        const av = desired.get(v.id);
-        if (!rec || !av || TERMINAL.has(rec.phase)) return;
-        // Until the sidecar's first stats arrive, only INSTANT's share is known.
-        const share = this.#share.get(v.id)?.share ?? (i === 0 && v.transition.mode === 'INSTANT' ? 1 : 0);
-        if (i === 0 && share >= 1 && v.transition.mode === 'GRADUAL' && !rec.promoted) {
+  /**
+   * Every desired version's phase from this reconcile's observations (controller/phase.ts decides): readiness
+   * and startup timeout for versions not ready yet; table position and traffic share for routed ones.
+   */
+  #updatePhases(desired: Map<string, AppVersion>, instances: Map<string, Instance[]>, endpoints: Map<string, Endpoint[]>, table: RoutingTable, now: number): void {
+    const positions = new Map<string, { app: RoutingTable['apps'][number]; index: number }>();
+    for (const app of table.apps) app.versions.forEach((v, index) => positions.set(v.id, { app, index }));
+    for (const av of desired.values()) {
+      const name = av.metadata.name;
+      const rec = this.state.get(name)!;
+      if (isTerminal(rec.phase)) continue;
+      const ready = endpoints.get(name) ?? [];
+      const obs: PhaseObservations = {
+        instancesCreated: (instances.get(name) ?? []).some((i) => i.running),
+        readyEndpoints: ready.length,
+        wasReady: Boolean(rec.timestamps.ready),
+        // Counted from this controller's start at the earliest: time while molt was down does not count.
+        startup: { elapsedMs: now - Math.max(Date.parse(rec.timestamps.created), this.#startedAt), timeoutMs: av.spec.healthCheck.startupTimeoutMs },
+        preflight: this.#preflightOf(av, rec),
+      };
+      if (ready.length > 0 && !rec.timestamps.ready) {
+        rec.timestamps.ready = new Date(now).toISOString();
+        this.#log.info({ name, app: rec.app, version: rec.version, endpoints: ready }, 'version ready');
+      }
+      const pos = positions.get(name);
+      if (pos) {
+        const v = pos.app.versions[pos.index]!;
+        const share = this.#share.get(name)?.share;
+        if (pos.index === 0 && (share ?? 0) >= 1 && v.transition.mode === 'GRADUAL' && !rec.promoted) {
           // A finished GRADUAL transition is recorded, so a restarted sidecar (whose per-request
           // threshold starts from 0 again) does not send clients back to the previous version.
           rec.promoted = true;
           this.requestReconcile();
         }
-        if (i === 0 && (rec.promoted || v.transition.mode === 'INSTANT' || app.versions.length === 1 || share >= 1)) {
-          if (rec.phase !== 'Promoted') this.#log.info({ name: v.id, app: app.name, version: v.version }, 'version promoted: it takes all new traffic');
-          this.#transition(rec, 'Promoted', 'TransitionComplete', 'all new traffic goes to this version', now);
-        } else if (share > 0 || i === 0) {
-          if (rec.phase !== 'Serving') this.#log.info({ name: v.id, app: app.name, version: v.version, share }, 'version serving');
-          this.#transition(rec, 'Serving', i === 0 ? 'Transitioning' : 'Draining', `${Math.round(share * 100)}% of new traffic`, now);
-        } else {
-          this.#transition(rec, 'Ready', 'Standby', 'ready; kept as the rollback target', now);
-        }
-      });
+        obs.routed = { promoted: rec.promoted, position: { newest: pos.index === 0, versions: pos.app.versions.length, mode: v.transition.mode, share } };
+      }
+      this.#applyPhase(rec, obs, now);
     }
+  }
+
+  /** spec.preflight (issue 11) is not implemented yet: no version is ever under preflight. When it is, this
+   *  returns its verdict (or the user's override), and the phase machine and #buildTable follow. */
+  #preflightOf(_av: AppVersion, _rec: RolloutRecord): PhaseObservations['preflight'] {
+    return undefined;
   }
 
   async #finishDrains(instances: Map<string, Instance[]>, now: number): Promise<void> {
     for (const [name, since] of this.#draining) {
       const rec = this.state.get(name);
-      const terminal = rec !== undefined && TERMINAL.has(rec.phase);
-      if (rec && !terminal && rec.phase !== 'Draining') this.#transition(rec, 'Draining', 'Deleted', 'resource deleted; draining in-flight requests', now);
+      const terminal = rec !== undefined && isTerminal(rec.phase);
+      if (rec) this.#applyPhase(rec, { deleted: true }, now);
       if (now - since < this.#opts.drainMs) continue;
       for (const inst of instances.get(name) ?? []) this.#remove(inst, 'deleted');
       instances.delete(name);
@@ -510,7 +500,7 @@ export class LocalController implements ControllerApi {
   #newestServingByApp(): Map<string, { name: string; hasPrevious: boolean }> {
     const out = new Map<string, { name: string; hasPrevious: boolean }>();
     for (const app of this.control.table?.apps ?? []) {
-      const serving = app.versions.filter((v) => v.state === 'serving' && !TERMINAL.has(this.state.get(v.id)?.phase ?? 'Pending'));
+      const serving = app.versions.filter((v) => v.state === 'serving' && !isTerminal(this.state.get(v.id)?.phase ?? 'Pending'));
       if (serving.length) out.set(app.name, { name: serving[0].id, hasPrevious: serving.length > 1 });
     }
     return out;
@@ -520,8 +510,8 @@ export class LocalController implements ControllerApi {
 
   #onFailure(m: FailureMessage): void {
     const rec = this.state.get(m.versionId);
-    if (!rec || rec.epoch !== m.epoch || TERMINAL.has(rec.phase)) return;
-    this.#rollBack(rec, 'FailurePolicy', `${m.reason} (first failure ${new Date(m.firstFailureAt).toISOString()})`, 'policy', m.rolledBackAt);
+    if (!rec || rec.epoch !== m.epoch || isTerminal(rec.phase)) return;
+    this.#applyPhase(rec, { failureReported: `${m.reason} (first failure ${new Date(m.firstFailureAt).toISOString()})` }, m.rolledBackAt);
     this.state.flush();
     this.requestReconcile();
   }
@@ -538,19 +528,28 @@ export class LocalController implements ControllerApi {
     this.#metrics.observeStats(live.length === m.versions.length ? m : { ...m, versions: live });
   }
 
-  #rollBack(rec: VersionRecord, reason: string, message: string, metricReason: 'policy' | 'manual' | 'crash', at: number): void {
-    this.#transition(rec, 'RolledBack', reason, message, at);
-    this.#metrics.rollback(rec.app, metricReason);
-    this.#log.warn({ name: rec.name, app: rec.app, version: rec.version, reason, message }, 'version rolled back');
-  }
-
-  #transition(rec: VersionRecord, phase: Phase, reason: string, message: string, at: number): void {
-    if (rec.phase === phase && rec.reason === reason && rec.message === message) return;
-    const key = phaseTimestampKey(phase);
-    if (key && rec.phase !== phase) rec.timestamps[key] = new Date(at).toISOString();
-    rec.phase = phase;
-    rec.reason = reason;
-    rec.message = message;
+  /** Feed one observation (or a reconcile's worth) to the phase machine and record what it decides:
+   *  status, the timestamp of a phase entered, the rollback metric, a log line. Returns the new status. */
+  #applyPhase(rec: RolloutRecord, obs: PhaseObservations, at: number): PhaseStatus {
+    const prev: PhaseStatus = { phase: rec.phase, reason: rec.reason, message: rec.message };
+    const next = computePhase(prev, obs);
+    if (next === prev) return prev;
+    const key = phaseTimestampKey(next.phase);
+    if (key && prev.phase !== next.phase) rec.timestamps[key] = new Date(at).toISOString();
+    rec.phase = next.phase;
+    rec.reason = next.reason;
+    rec.message = next.message;
+    const metric = rollbackMetricReason(prev, next);
+    if (metric) this.#metrics.rollback(rec.app, metric);
+    if (prev.phase !== next.phase) {
+      const fields = { name: rec.name, app: rec.app, version: rec.version, phase: next.phase, reason: next.reason, message: next.message };
+      if (next.phase === 'RolledBack') this.#log.warn(fields, 'version rolled back');
+      else if (isTerminal(next.phase)) this.#log.warn(fields, `version ${next.phase.toLowerCase()}`);
+      else if (next.phase === 'Promoted') this.#log.info(fields, 'version promoted: it takes all new traffic');
+      else if (next.phase === 'Serving') this.#log.info(fields, 'version serving');
+      else this.#log.debug(fields, 'phase changed');
+    }
+    return next;
   }
 
   #phaseCounts(desired: Map<string, AppVersion>): Record<string, number> {
@@ -652,16 +651,16 @@ export class LocalController implements ControllerApi {
       target = avs.find((av) => av.spec.version === version || av.metadata.name === version);
       if (!target) throw new MoltError('MOLT_ERR_NOT_FOUND', `app "${app}" has no version "${version}"`);
     } else {
-      target = avs.find((av) => !TERMINAL.has(this.state.get(av.metadata.name)?.phase ?? 'Pending'));
+      target = avs.find((av) => !isTerminal(this.state.get(av.metadata.name)?.phase ?? 'Pending'));
       if (!target) throw new MoltError('MOLT_ERR_CONFLICT', `app "${app}" has no version that can be promoted`);
     }
     const rec = this.state.get(target.metadata.name)!;
-    if (TERMINAL.has(rec.phase)) {
+    if (isTerminal(rec.phase)) {
       // Re-admit: a fresh epoch so the sidecar forgets its earlier failure of this version.
       rec.epoch++;
       rec.timestamps = { created: new Date().toISOString() };
       rec.servingSince = 0;
-      this.#transition(rec, 'Pending', 'Readmitted', 'promoted again by the user', Date.now());
+      this.#applyPhase(rec, { promoteOverride: true }, Date.now());
     }
     // Promoting one version un-promotes the others of the app.
     for (const av of avs) {
@@ -678,10 +677,10 @@ export class LocalController implements ControllerApi {
     await this.reconcileNow();
     const avs = this.#appVersions(app);
     if (avs.length === 0) throw new MoltError('MOLT_ERR_NOT_FOUND', `no app named "${app}"`);
-    const live = avs.filter((av) => !TERMINAL.has(this.state.get(av.metadata.name)?.phase ?? 'Pending'));
+    const live = avs.filter((av) => !isTerminal(this.state.get(av.metadata.name)?.phase ?? 'Pending'));
     if (live.length < 2) throw new MoltError('MOLT_ERR_CONFLICT', `app "${app}" has no previous version to roll back to`);
     const rec = this.state.get(live[0].metadata.name)!;
-    this.#rollBack(rec, 'Manual', 'rolled back by the user', 'manual', Date.now());
+    this.#applyPhase(rec, { manualRollback: true }, Date.now());
     rec.promoted = false;
     this.state.flush();
     await this.reconcileNow();
@@ -701,29 +700,16 @@ function replicasOf(av: AppVersion): number {
   return r.servers.length;
 }
 
-function newRecord(av: AppVersion, prior: VersionRecord | undefined, now: number): VersionRecord {
+function newRecord(av: AppVersion, prior: RolloutRecord | undefined, now: number): RolloutRecord {
   return {
     name: av.metadata.name,
     app: av.spec.app,
     version: av.spec.version,
     specHash: av.specHash,
-    phase: 'Pending',
-    reason: 'Created',
-    message: 'creating instances',
+    ...INITIAL_PHASE,
     epoch: (prior?.epoch ?? 0) + (prior ? 1 : 0),
     promoted: false,
     servingSince: 0,
     timestamps: { created: new Date(now).toISOString() },
   };
-}
-
-function phaseTimestampKey(phase: Phase): string | null {
-  switch (phase) {
-    case 'Serving': return 'serving';
-    case 'Promoted': return 'promoted';
-    case 'RolledBack': return 'rolledBack';
-    case 'Failed': return 'failed';
-    case 'Draining': return 'draining';
-    default: return null;
-  }
 }

@@ -7,19 +7,11 @@
 // version; when a total goes down the sidecar restarted, and the new totals are the delta (a reset).
 
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from 'prom-client';
-import type { Phase } from './appversion.js';
+import { PHASES, type Phase } from './phase.js';
 import { LATENCY_BUCKETS_SECONDS, type StatsMessage, type VersionStats } from '../common/protocol.js';
 
-export const PHASES: readonly Phase[] = [
-  'Pending',
-  'Starting',
-  'Ready',
-  'Serving',
-  'Promoted',
-  'RolledBack',
-  'Failed',
-  'Draining',
-];
+/** Every phase (controller/phase.ts), each a molt_appversions series initialised to 0. */
+export { PHASES };
 
 export type RollbackReason = 'policy' | 'manual' | 'crash' | 'unready';
 export const ROLLBACK_REASONS: readonly RollbackReason[] = ['policy', 'manual', 'crash', 'unready'];

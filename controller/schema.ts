@@ -8,6 +8,7 @@
 // say well (durations, quantities, one runtime, step order) live in controller/load.ts.
 
 import { DURATION_PATTERN, QUANTITY_PATTERN } from '../common/duration.js';
+import { PHASES } from './phase.js';
 
 export type SchemaNode = { [key: string]: unknown };
 
@@ -179,7 +180,7 @@ export const appVersionSchema: SchemaNode = object('AppVersion: one version of a
 
 /** The status subresource, written by the controller. */
 export const statusSchema: SchemaNode = object('Observed state, written by the controller.', {
-  phase: str('Pending, Starting, Ready, Serving, Promoted, RolledBack, Failed or Draining.'),
+  phase: str(`Phase of this generation's rollout: ${PHASES.slice(0, -1).join(', ')} or ${PHASES[PHASES.length - 1]}.`, { enum: [...PHASES] }),
   traffic: {
     'x-kubernetes-preserve-unknown-fields': true,
     description: 'Share of new traffic this version receives now (a number 0-1 or a string such as "37%").',
@@ -202,7 +203,7 @@ export const statusSchema: SchemaNode = object('Observed state, written by the c
   },
   timestamps: {
     type: 'object',
-    description: 'ISO times of phase changes: created, ready, serving, promoted, rolledBack, failed.',
+    description: 'ISO times of phase changes: created, ready, serving, promoted, rolledBack, failed, rejected.',
     additionalProperties: { type: 'string' },
   },
 });

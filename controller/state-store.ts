@@ -4,9 +4,11 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Phase } from './appversion.js';
+import type { Phase } from './phase.js';
 
-export interface VersionRecord {
+/** One rollout of one AppVersion (a new or changed spec starts a new record). Not the sidecar's per-version
+ *  routing state (sidecar/routing.ts), which is a different thing. */
+export interface RolloutRecord {
   name: string;
   app: string;
   version: string;
@@ -15,22 +17,24 @@ export interface VersionRecord {
   phase: Phase;
   reason: string;
   message: string;
-  /** Bumped when a rolled-back version is re-admitted by `molt promote APP VERSION`. */
+  /** The admission epoch (a counter, not a time): bumped when the spec changes or a rolled-back version is
+   *  re-admitted by `molt promote APP VERSION`, so the sidecar forgets failures of an earlier admission.
+   *  Kubernetes mode uses metadata.generation for it. */
   epoch: number;
   promoted: boolean;
-  /** Epoch ms it first got traffic (0 = never). */
+  /** Unix time (ms) it first got traffic (0 = never). */
   servingSince: number;
-  /** ISO timestamps keyed by event: created, ready, serving, promoted, rolledBack, failed. */
+  /** ISO timestamps keyed by event: created, ready, testing, serving, promoted, rolledBack, failed, rejected, draining. */
   timestamps: Record<string, string>;
 }
 
 interface StateFile {
-  versions: Record<string, VersionRecord>;
+  versions: Record<string, RolloutRecord>;
 }
 
 export class StateStore {
   readonly file: string;
-  #versions = new Map<string, VersionRecord>();
+  #versions = new Map<string, RolloutRecord>();
   #lastWritten = '';
 
   constructor(stateDir: string) {
@@ -48,15 +52,15 @@ export class StateStore {
     }
   }
 
-  get(name: string): VersionRecord | undefined {
+  get(name: string): RolloutRecord | undefined {
     return this.#versions.get(name);
   }
 
-  all(): VersionRecord[] {
+  all(): RolloutRecord[] {
     return [...this.#versions.values()];
   }
 
-  set(rec: VersionRecord): void {
+  set(rec: RolloutRecord): void {
     this.#versions.set(rec.name, rec);
   }
 
@@ -76,7 +80,7 @@ export class StateStore {
   }
 
   #serialize(): string {
-    const versions: Record<string, VersionRecord> = {};
+    const versions: Record<string, RolloutRecord> = {};
     for (const name of [...this.#versions.keys()].sort()) versions[name] = this.#versions.get(name)!;
     return JSON.stringify({ versions }, null, 2) + '\n';
   }

@@ -7,9 +7,10 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createAdminServer, checkAdminBind, ThesisStore } from './admin-api.js';
-import { parseArgs, parseHostPort } from '../common/args.js';
+import { parseCommandLine, parseHostPort } from '../common/args.js';
 import { LocalController } from './controller.js';
-import { createLogger } from '../common/logger.js';
+import { MoltError } from '../common/errors.js';
+import { createLogger, LOG_LEVELS } from '../common/logger.js';
 import { MoltMetrics } from './metrics.js';
 import { SidecarSupervisor } from './supervisor.js';
 import { loadThesisConfigFile } from './thesis.js';
@@ -26,10 +27,11 @@ Flags:
   --admin-token TOKEN   required for mutating admin calls; mandatory when --admin is not loopback
                         (also read from MOLT_ADMIN_TOKEN)
   --state DIR           status, logs, control socket                   (default ./.molt)
-  --workers N           sidecar worker processes                       (default 1)
-  --log-level LEVEL     fatal|error|warn|info|debug|trace|silent       (default info)
+  --workers N           sidecar worker processes, 1 to 64               (default 1)
+  --log-level LEVEL     ${LOG_LEVELS.join('|')}       (default info)
   --config-file FILE    a thesis-format JSON config (proxy.port, configService.port, cluster)
-  --drain DURATION_MS   how long a deleted version keeps serving in-flight requests (default 5000)
+  --drain DURATION      how long a deleted version keeps serving in-flight requests, e.g. 5s or
+                        500ms; a bare number is milliseconds           (default 5s)
   --allow-api-process   accept \`process\` runtimes through the admin API (they run a command here);
                         files in --dir may always use them
 `;
@@ -40,52 +42,61 @@ export interface UpHandle {
   admin: Server;
   adminAddress: AddressInfo;
   listen: string;
+  /** The --dir folder as given. */
+  dir: string;
   /** Drain and stop everything (what Ctrl-C does). */
   shutdown(): Promise<void>;
 }
 
 export async function runUp(argv: string[], opts: { sidecar: boolean; command: string } = { sidecar: true, command: 'up' }): Promise<UpHandle | undefined> {
-  const args = parseArgs(argv, {
-    values: {
-      dir: './versions', listen: undefined, admin: undefined, 'admin-token': process.env.MOLT_ADMIN_TOKEN,
-      state: './.molt', workers: '1', 'log-level': 'info', 'config-file': undefined, drain: '5000', control: undefined,
-    },
-    bools: ['allow-api-process'],
+  // Every flag is checked before anything starts: a usage error leaves no state dir, process or socket behind.
+  const { values: flags, positionals, help } = parseCommandLine(argv, {
+    dir: { type: 'string', default: './versions' },
+    listen: { type: 'string' },
+    admin: { type: 'string' },
+    'admin-token': { type: 'string' },
+    state: { type: 'string', default: './.molt' },
+    workers: { type: 'integer', default: 1, min: 1, max: 64 },
+    'log-level': { type: 'logLevel', default: 'info' },
+    'config-file': { type: 'string' },
+    drain: { type: 'duration', default: '5s', unitless: 'ms' },
+    control: { type: 'string' },
+    'allow-api-process': { type: 'boolean' },
   }, opts.command);
-  if (args.help) {
+  if (help) {
     process.stdout.write(UP_HELP);
     return undefined;
   }
-  const log = createLogger(args.flags['log-level']);
-  const stateDir = path.resolve(args.flags.state!);
-  fs.mkdirSync(stateDir, { recursive: true });
+  if (positionals.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${positionals[0]}" (see molt ${opts.command} --help)`);
+  const log = createLogger(flags['log-level']);
+  const stateDir = path.resolve(flags.state);
 
   let thesis: Awaited<ReturnType<typeof loadThesisConfigFile>> | undefined;
-  if (args.flags['config-file']) thesis = await loadThesisConfigFile(args.flags['config-file']);
-  const listen = args.flags.listen ?? (thesis?.proxyPort ? `127.0.0.1:${thesis.proxyPort}` : '127.0.0.1:8080');
-  const adminFlag = args.flags.admin ?? (thesis?.adminPort ? `127.0.0.1:${thesis.adminPort}` : '127.0.0.1:9090');
+  if (flags['config-file']) thesis = await loadThesisConfigFile(flags['config-file']);
+  const listen = flags.listen ?? (thesis?.proxyPort ? `127.0.0.1:${thesis.proxyPort}` : '127.0.0.1:8080');
+  const adminFlag = flags.admin ?? (thesis?.adminPort ? `127.0.0.1:${thesis.adminPort}` : '127.0.0.1:9090');
   parseHostPort(listen, 'listen');
   const admin = parseHostPort(adminFlag, 'admin');
-  const token = args.flags['admin-token'] || undefined;
+  const token = (flags['admin-token'] ?? process.env.MOLT_ADMIN_TOKEN) || undefined;
   checkAdminBind(admin.host, token);
-  const workers = Number(args.flags.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error(`--workers must be an integer 1..64, got "${args.flags.workers}"`);
+  const workers = flags.workers;
+  fs.mkdirSync(stateDir, { recursive: true });
 
   const metrics = new MoltMetrics();
   const controller = new LocalController({
-    dirs: [path.resolve(args.flags.dir!)],
+    dirs: [path.resolve(flags.dir)],
     stateDir,
-    controlSocket: args.flags.control ? path.resolve(args.flags.control) : controlSocketPath(stateDir),
+    controlSocket: flags.control ? path.resolve(flags.control) : controlSocketPath(stateDir),
     log,
     metrics,
     controllerId: controllerIdFor(stateDir),
-    drainMs: Number(args.flags.drain),
-    allowApiProcess: args.bools['allow-api-process'],
+    drainMs: flags.drain,
+    allowApiProcess: flags['allow-api-process'],
   });
   await controller.start();
 
   const supervisor = new SidecarSupervisor({
-    stateDir, listen, controlSocket: controller.control.socketPath, workers, logLevel: args.flags['log-level']!, log,
+    stateDir, listen, controlSocket: controller.control.socketPath, workers, logLevel: flags['log-level'], log,
   });
   if (opts.sidecar) supervisor.start();
 
@@ -99,7 +110,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
 
   // Clusters from the thesis config file are also visible (and deletable) under /configuration/cluster.
   for (const [i, raw] of (thesis?.raws ?? []).entries()) {
-    const { name } = await controller.applyResource(raw, `config-file ${args.flags['config-file']}`);
+    const { name } = await controller.applyResource(raw, `config-file ${flags['config-file']}`);
     thesisStore.set(thesis!.uuids[i], name);
   }
 
@@ -116,7 +127,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     log.flush();
   })());
 
-  return { controller, supervisor, admin: server, adminAddress, listen, shutdown };
+  return { controller, supervisor, admin: server, adminAddress, listen, dir: flags.dir, shutdown };
 }
 
 /** Unix socket paths are limited to ~107 bytes; fall back to the temp dir for deep state dirs. */

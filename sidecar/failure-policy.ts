@@ -8,7 +8,7 @@ import { DEFAULT_FAILURE_POLICY, type FailurePolicyConfig } from '../common/prot
 export interface PolicyTrip {
   /** e.g. "status 503", "3 consecutive failures, last: reset ECONNRESET", "error rate 0.62 over 10s" */
   reason: string;
-  /** Epoch ms of the first failed request in the streak (or window) that tripped the policy. */
+  /** Unix time (ms) of the first failed request in the streak (or window) that tripped the policy. */
   firstFailureAt: number;
 }
 
@@ -35,7 +35,7 @@ export class FailurePolicyTracker {
   readonly #sec: Float64Array; // which second each slot holds
   readonly #req: Uint32Array;
   readonly #err: Uint32Array;
-  readonly #firstErr: Float64Array; // epoch ms of the first error in the slot's second
+  readonly #firstErr: Float64Array; // Unix time (ms) of the first error in the slot's second
 
   constructor(config: FailurePolicyConfig) {
     this.config = config;

@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
-import { parseArgs, parseHostPort } from '../common/args.js';
+import { parseCommandLine, parseHostPort } from '../common/args.js';
+import { LOG_LEVELS } from '../common/logger.js';
 import { MoltError } from '../common/errors.js';
 import { ControlClient } from './control-client.js';
 import { createProxy } from './proxy.js';
@@ -20,7 +21,6 @@ import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToW
 
 export const SHUTDOWN_GRACE_MS = 10_000;
 const WORKER_ENV = 'MOLT_SIDECAR_WORKER';
-const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 export interface SidecarOptions {
   host: string;
@@ -35,6 +35,10 @@ export interface SidecarOptions {
 
 export const SIDECAR_HELP = `Usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL] [--listen-fd N]
 
+  --workers N        worker processes, 1 to 256 (default 1)
+  --log-level LEVEL  ${LOG_LEVELS.join('|')} (default info)
+  --listen-fd N      listen on this inherited socket (>= 3) instead of binding --listen
+
 The HTTP proxy every user request passes through. Connects to the controller's control socket,
 applies the routing tables it sends, reports failures and stats back, and keeps serving its last
 table while the controller is away. Normally started (and restarted) by \`molt up\`.
@@ -42,23 +46,19 @@ table while the controller is away. Normally started (and restarted) by \`molt u
 
 /** Parses the sidecar's arguments (a leading "sidecar" subcommand word is accepted). */
 export function parseSidecarArgs(argv: string[]): SidecarOptions {
-  const args = parseArgs(argv[0] === 'sidecar' ? argv.slice(1) : argv, {
-    values: { listen: undefined, control: undefined, workers: '1', 'log-level': 'info', 'listen-fd': undefined },
+  const args = parseCommandLine(argv[0] === 'sidecar' ? argv.slice(1) : argv, {
+    listen: { type: 'string' },
+    control: { type: 'string' },
+    workers: { type: 'integer', default: 1, min: 1, max: 256 },
+    'log-level': { type: 'logLevel', default: 'info' },
+    'listen-fd': { type: 'integer', min: 3, max: 65535 },
   }, 'sidecar');
-  if (args.positional.length) throw new MoltError('MOLT_ERR_USAGE', `unknown argument "${args.positional[0]}"\n${SIDECAR_HELP}`);
-  const { listen, control } = args.flags;
-  if (!listen) throw new MoltError('MOLT_ERR_USAGE', `--listen is required\n${SIDECAR_HELP}`, { path: '--listen' });
-  if (!control) throw new MoltError('MOLT_ERR_USAGE', `--control is required\n${SIDECAR_HELP}`, { path: '--control' });
+  if (args.help) throw new MoltError('MOLT_ERR_USAGE', SIDECAR_HELP);
+  if (args.positionals.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${args.positionals[0]}"\n${SIDECAR_HELP}`);
+  const { listen, control, workers, 'log-level': logLevel, 'listen-fd': listenFd } = args.values;
+  if (!listen) throw new MoltError('MOLT_ERR_USAGE', `is required\n${SIDECAR_HELP}`, { path: '--listen' });
+  if (!control) throw new MoltError('MOLT_ERR_USAGE', `is required\n${SIDECAR_HELP}`, { path: '--control' });
   const { host, port } = parseHostPort(listen, 'listen');
-  const workers = Number(args.flags.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new MoltError('MOLT_ERR_USAGE', `--workers must be an integer 1..256, got "${args.flags.workers}"`, { path: '--workers' });
-  const logLevel = args.flags['log-level']!;
-  if (!LEVELS.has(logLevel)) throw new MoltError('MOLT_ERR_USAGE', `--log-level must be one of ${[...LEVELS].join(', ')}`, { path: '--log-level' });
-  let listenFd: number | undefined;
-  if (args.flags['listen-fd'] !== undefined) {
-    listenFd = Number(args.flags['listen-fd']);
-    if (!Number.isInteger(listenFd) || listenFd < 3) throw new MoltError('MOLT_ERR_USAGE', `--listen-fd must be an inherited file descriptor number >= 3, got "${args.flags['listen-fd']}"`, { path: '--listen-fd' });
-  }
   return { host, port, controlPath: control, workers, logLevel, ...(listenFd !== undefined ? { listenFd } : {}) };
 }
 

@@ -177,7 +177,7 @@ class Decision implements RouteDecision {
 
 interface CompiledStep {
   weight: number;
-  /** Epoch ms at which this step ends (Infinity = holds). */
+  /** Unix time (ms) at which this step ends (Infinity = holds). */
   endsAt: number;
 }
 

@@ -56,7 +56,7 @@ test('initial zero series are present before any event', async () => {
   assert.equal(v.get('molt_reconcile_total{result="error"}'), 0);
   assert.equal(v.get('molt_sidecar_connected'), 0);
   for (const phase of PHASES) assert.equal(v.get(`molt_appversions{phase="${phase}"}`), 0, phase);
-  assert.equal(PHASES.length, 8);
+  assert.equal(PHASES.length, 10);
   assert.equal(v.get('molt_reconcile_duration_seconds_count'), 0);
   assert.match(m.contentType, /^text\/plain/);
 });

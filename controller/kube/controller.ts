@@ -38,6 +38,7 @@ import { applyDeployment, applyService, desiredDeployment, desiredService, objec
 import { Watched, type BackoffOptions } from './informers.js';
 import { LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
+import { isPhase, rollbackMetricReason } from '../phase.js';
 import {
   PROMOTED_ANNOTATION,
   computeStatus,
@@ -449,7 +450,8 @@ export class KubeController {
         try {
           await writeStatus(this.#clients.custom, ns, name, desired, status);
           this.counters.statusWrites++;
-          if (desired.phase === 'RolledBack' && status?.phase !== 'RolledBack') this.#o.metrics?.rollback(key, 'policy');
+          const metric = rollbackMetricReason(isPhase(status?.phase) && status?.observedGeneration === gen ? { phase: status.phase, reason: String(status.reason ?? ''), message: '' } : undefined, desired);
+          if (metric) this.#o.metrics?.rollback(key, metric);
           this.#log?.info({ name, phase: desired.phase, reason: desired.reason }, 'status written');
         } catch (err) {
           if (httpStatus(err) !== 404) throw err;

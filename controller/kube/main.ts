@@ -6,11 +6,10 @@ import http from 'node:http';
 import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { parseArgs, parseHostPort } from '../../common/args.js';
+import { parseCommandLine, parseHostPort } from '../../common/args.js';
 import { ControlServer } from '../control-server.js';
-import { parseDuration } from '../../common/duration.js';
 import { MoltError } from '../../common/errors.js';
-import { createLogger } from '../../common/logger.js';
+import { createLogger, LOG_LEVELS } from '../../common/logger.js';
 import { MoltMetrics } from '../metrics.js';
 import { loadKubeConfig, resolveNamespace } from './client.js';
 import { KubeController } from './controller.js';
@@ -28,8 +27,8 @@ Flags:
   --admin HOST:PORT       /healthz, /readyz and /metrics (default 0.0.0.0:9090; "off" to disable)
   --identity NAME         this replica's Lease identity (default $POD_NAME, else the host name)
   --lease-name NAME       Lease object name (default molt-controller)
-  --lease-duration DUR    Lease duration (default 15s); renewals every third of it
-  --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
+  --lease-duration DUR    Lease duration, at least 1s (default 15s); renewals every third of it
+  --log-level LEVEL       ${LOG_LEVELS.join('|')} (default info)
 `;
 
 export interface KubeControllerHandle {
@@ -42,37 +41,37 @@ export interface KubeControllerHandle {
 
 /** Build and start everything; returns a handle (tests, embedding). */
 export async function startKubeController(argv: string[], log?: Logger): Promise<KubeControllerHandle> {
-  const args = parseArgs(
+  const args = parseCommandLine(
     argv,
     {
-      values: {
-        namespace: undefined,
-        kubeconfig: undefined,
-        control: '/var/run/molt/control.sock',
-        admin: '0.0.0.0:9090',
-        identity: process.env.POD_NAME || os.hostname(),
-        'lease-name': 'molt-controller',
-        'lease-duration': '15s',
-        'log-level': 'info',
-      },
+      namespace: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      control: { type: 'string', default: '/var/run/molt/control.sock' },
+      admin: { type: 'string', default: '0.0.0.0:9090' },
+      identity: { type: 'string' },
+      'lease-name': { type: 'string', default: 'molt-controller' },
+      'lease-duration': { type: 'duration', default: '15s', minMs: 1000 },
+      'log-level': { type: 'logLevel', default: 'info' },
     },
     'controller --kubernetes',
   );
   if (args.help) throw new MoltError('MOLT_ERR_USAGE', KUBE_HELP);
-  if (args.positional.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${args.positional[0]}"`);
-  log ??= createLogger(args.flags['log-level']!);
-  const leaseDurationMs = parseDuration(args.flags['lease-duration']);
-  const kubeConfig = loadKubeConfig(args.flags.kubeconfig);
-  const namespace = resolveNamespace(kubeConfig, args.flags.namespace);
+  const flags = { ...args.values, identity: args.values.identity ?? (process.env.POD_NAME || os.hostname()) };
+  if (args.positionals.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${args.positionals[0]}" (see molt controller --kubernetes --help)`);
+  const adminAddr = flags.admin === 'off' ? null : parseHostPort(flags.admin, 'admin');
+  log ??= createLogger(flags['log-level']);
+  const leaseDurationMs = flags['lease-duration'];
+  const kubeConfig = loadKubeConfig(flags.kubeconfig);
+  const namespace = resolveNamespace(kubeConfig, flags.namespace);
   const metrics = new MoltMetrics();
-  const control = new ControlServer({ socketPath: args.flags.control!, log });
+  const control = new ControlServer({ socketPath: flags.control, log });
   await control.start();
   const controller = new KubeController({
     kubeConfig,
     namespace,
     controlServer: control,
-    identity: args.flags.identity!,
-    leaseName: args.flags['lease-name'],
+    identity: flags.identity,
+    leaseName: flags['lease-name'],
     leaseDurationMs,
     renewMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
     metrics,
@@ -82,8 +81,8 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
   let ready = false;
   let admin: http.Server | null = null;
   let adminAddress: AddressInfo | null = null;
-  if (args.flags.admin !== 'off') {
-    const { host, port } = parseHostPort(args.flags.admin!, 'admin');
+  if (adminAddr) {
+    const { host, port } = adminAddr;
     admin = http.createServer((req, res) => {
       const url = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET') {

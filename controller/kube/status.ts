@@ -2,7 +2,10 @@
 // observed, a comparison so unchanged status is never written, and the write itself (status subresource,
 // JSON merge patch).
 //
-// Epoch: a version's epoch is its metadata.generation. Editing the spec is a new rollout, so it re-admits a
+// Phase, reason and message come from the phase machine shared with local mode (controller/phase.ts); this
+// file adds what only Kubernetes has: conditions, observedGeneration, the timestamps routing relies on.
+//
+// Epoch (the admission epoch, a counter; not a time): a version's epoch is its metadata.generation. Editing the spec is a new rollout, so it re-admits a
 // rolled-back version; a RolledBack status or rollback report only counts for the generation it names.
 //
 // Rollback reports: any replica whose sidecar rolls a version back records it as the annotation
@@ -11,7 +14,7 @@
 // the current epoch; the leader turns it into status (phase RolledBack, condition RolledBack=True).
 
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import type { Phase } from '../appversion.js';
+import { computePhase, isPhase, type Phase, type PhaseObservations, type PhaseStatus } from '../phase.js';
 import { GROUP, MERGE_PATCH, PLURAL, VERSION } from './client.js';
 
 export const ROLLBACK_ANNOTATION = 'molt.dev/rollback';
@@ -82,7 +85,7 @@ export function currentRollback(
   return undefined;
 }
 
-/** When the version first got traffic in this generation (epoch ms), from status; undefined if not yet. */
+/** When the version first got traffic in this generation (Unix time, ms), from status; undefined if not yet. */
 export function servingSinceOf(generation: number, status: Partial<KubeStatus> | undefined): number | undefined {
   if (!status || status.observedGeneration !== generation) return undefined;
   const t = status.timestamps?.serving;
@@ -106,6 +109,10 @@ export interface StatusInput {
   /** Share of new traffic from the sidecar's stats, undefined = keep what status says. */
   traffic: number | undefined;
   now: number;
+  /** Time since the rollout started and spec.healthCheck.startupTimeout; absent = not enforced. */
+  startup?: PhaseObservations['startup'];
+  /** spec.preflight's state (issue 11); absent = no preflight. */
+  preflight?: PhaseObservations['preflight'];
 }
 
 function iso(ms: number): string {
@@ -139,46 +146,29 @@ export function computeStatus(i: StatusInput): KubeStatus {
   const timestamps: Record<string, string> = sameGen && cur?.timestamps && typeof cur.timestamps === 'object' ? { ...cur.timestamps } : {};
   timestamps.created ??= iso(i.now);
 
-  let phase: Phase;
-  let reason: string;
-  let message: string;
+  // The previous phase of this generation (a new generation is a new rollout).
+  const prev: PhaseStatus | undefined = sameGen && isPhase(cur?.phase)
+    ? { phase: cur!.phase, reason: String(cur!.reason ?? ''), message: String(cur!.message ?? '') }
+    : undefined;
   const ready = i.readyEndpoints > 0;
-  if (i.invalid) {
-    phase = 'Failed';
-    reason = 'InvalidSpec';
-    message = i.invalid;
-  } else if (i.unsupported) {
-    phase = 'Failed';
-    reason = 'UnsupportedRuntime';
-    message = i.unsupported;
-  } else if (i.rollback) {
-    phase = 'RolledBack';
-    reason = 'FailurePolicy';
-    message = i.rollback.reason;
-    timestamps.rolledBack ??= i.rollback.at || iso(i.now);
-  } else if (ready) {
-    timestamps.ready ??= iso(i.now);
-    timestamps.serving ??= iso(i.now);
-    if (i.promoted) {
-      phase = 'Promoted';
-      reason = 'Promoted';
-      message = 'all new traffic goes to this version';
-      timestamps.promoted ??= iso(i.now);
-    } else {
-      phase = 'Serving';
-      reason = 'EndpointsReady';
-      message = `${i.readyEndpoints} ready endpoint${i.readyEndpoints === 1 ? '' : 's'}`;
-    }
-  } else if (i.runtime === 'docker' && !i.deploymentExists) {
-    phase = 'Pending';
-    reason = 'DeploymentPending';
-    message = 'waiting for the Deployment to be created';
-  } else {
-    phase = 'Starting';
-    reason = 'NoReadyEndpoints';
-    message = 'waiting for ready pod endpoints';
-  }
+  const { phase, reason, message } = computePhase(prev, {
+    invalidSpec: i.invalid,
+    unsupportedRuntime: i.unsupported,
+    failureReported: i.rollback?.reason,
+    instancesCreated: i.runtime !== 'docker' || i.deploymentExists,
+    readyEndpoints: i.readyEndpoints,
+    startup: i.startup,
+    preflight: i.preflight,
+    routed: { promoted: i.promoted },
+  });
+  const routable = ready && (phase === 'Serving' || phase === 'Promoted');
+  if (ready && (routable || phase === 'Testing')) timestamps.ready ??= iso(i.now);
+  // The serving stamp admits the version to every replica's routing table (kube/controller.ts).
+  if (routable) timestamps.serving ??= iso(i.now);
+  if (phase === 'Promoted') timestamps.promoted ??= iso(i.now);
+  if (phase === 'RolledBack') timestamps.rolledBack ??= i.rollback?.at || iso(i.now);
   if (phase === 'Failed') timestamps.failed ??= iso(i.now);
+  if (phase === 'Rejected') timestamps.rejected ??= iso(i.now);
 
   const g = i.generation;
   const conditions: Condition[] = [
@@ -192,7 +182,6 @@ export function computeStatus(i: StatusInput): KubeStatus {
       ? condition(prevConds, 'RolledBack', 'True', 'FailurePolicy', i.rollback.reason, g, i.now)
       : condition(prevConds, 'RolledBack', 'False', 'NotRolledBack', 'no failure reported for this generation', g, i.now),
   ];
-  const routable = ready && !i.rollback && !i.invalid && !i.unsupported;
   const traffic = !routable ? 0 : i.traffic !== undefined ? roundTraffic(i.traffic) : typeof cur?.traffic === 'number' && sameGen ? cur.traffic : 0;
   return { phase, traffic, reason, message, observedGeneration: g, conditions, timestamps };
 }

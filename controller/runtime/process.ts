@@ -46,7 +46,7 @@ export interface ProcessRecord {
   port: number;
   /** Field 22 of /proc/<pid>/stat (clock ticks since boot); null where /proc is unavailable. */
   startTime: number | null;
-  /** Epoch milliseconds. */
+  /** Unix time (ms). */
   startedAt: number;
   command: string;
   args: string[];

@@ -22,7 +22,7 @@ export interface Instance {
   running: boolean;
   /** Set when the instance stopped and its exit status is known. */
   exitCode?: number;
-  /** Epoch milliseconds. */
+  /** Unix time (ms). */
   startedAt: number;
   /** Human-readable state, e.g. "Up 3 seconds", "Exited (3) 2 seconds ago", "pid 1234". */
   detail?: string;

@@ -32,7 +32,7 @@ interface FileEntry {
   error: MoltError[];
   /** Resources from the last version of this file that parsed cleanly. */
   lastGood: AppVersion[];
-  /** Epoch ms since when the file is missing (0 = present). */
+  /** Unix time (ms) since when the file is missing (0 = present). */
   missingSince?: number;
 }
 
