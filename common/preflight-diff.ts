@@ -179,6 +179,31 @@ export interface CompareOptions {
   maxValueChars?: number;
 }
 
+/** spec.preflight.compare as configured (JSON-safe: for the AppVersion type and the routing table). */
+export interface PreflightCompareConfig {
+  status: boolean;
+  /** Lower-case header names. */
+  headers: string[];
+  body: BodyMode;
+  /** `compare.ignore` as written; each parses with parseIgnorePattern. */
+  ignore: string[];
+  /** auto: learn noise from two answers of the serving version (NoiseModel); off. */
+  noise: 'auto' | 'off';
+}
+
+export const DEFAULT_COMPARE_CONFIG: Readonly<PreflightCompareConfig> = Object.freeze({
+  status: true,
+  headers: ['content-type'],
+  body: 'auto',
+  ignore: [],
+  noise: 'auto',
+});
+
+/** CompareOptions for a configuration (parses the ignore paths once; throws on an invalid one). */
+export function compareOptions(cfg: PreflightCompareConfig, limits: { maxDifferences?: number; maxValueChars?: number } = {}): CompareOptions {
+  return { status: cfg.status, headers: [...cfg.headers], body: cfg.body, ignore: compileIgnore(cfg.ignore), ...limits };
+}
+
 export interface Difference {
   /** `status`, `header:content-type`, `body`, or a JSON path such as `$.items[3].price`. */
   path: string;
