@@ -526,8 +526,12 @@ export class NoiseModel {
     this.#maxPaths = limits.maxPathsPerRoute ?? 64;
   }
 
-  /** Learn from the differences between two answers of the serving version. */
+  /**
+   * Learn from the differences between two answers of the serving version. A status difference is
+   * never learned: a flaky status on the serving side must not hide a broken new version.
+   */
   learn(route: string, diffs: readonly Difference[]): void {
+    diffs = diffs.filter((d) => d.generalPath !== 'status');
     if (diffs.length === 0) return;
     let paths = this.#routes.get(route);
     if (paths) {
