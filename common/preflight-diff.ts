@@ -179,6 +179,31 @@ export interface CompareOptions {
   maxValueChars?: number;
 }
 
+/** spec.preflight.compare as configured (JSON-safe: for the AppVersion type and the routing table). */
+export interface PreflightCompareConfig {
+  status: boolean;
+  /** Lower-case header names. */
+  headers: string[];
+  body: BodyMode;
+  /** `compare.ignore` as written; each parses with parseIgnorePattern. */
+  ignore: string[];
+  /** auto: learn noise from two answers of the serving version (NoiseModel); off. */
+  noise: 'auto' | 'off';
+}
+
+export const DEFAULT_COMPARE_CONFIG: Readonly<PreflightCompareConfig> = Object.freeze({
+  status: true,
+  headers: ['content-type'],
+  body: 'auto',
+  ignore: [],
+  noise: 'auto',
+});
+
+/** CompareOptions for a configuration (parses the ignore paths once; throws on an invalid one). */
+export function compareOptions(cfg: PreflightCompareConfig, limits: { maxDifferences?: number; maxValueChars?: number } = {}): CompareOptions {
+  return { status: cfg.status, headers: [...cfg.headers], body: cfg.body, ignore: compileIgnore(cfg.ignore), ...limits };
+}
+
 export interface Difference {
   /** `status`, `header:content-type`, `body`, or a JSON path such as `$.items[3].price`. */
   path: string;
@@ -501,8 +526,12 @@ export class NoiseModel {
     this.#maxPaths = limits.maxPathsPerRoute ?? 64;
   }
 
-  /** Learn from the differences between two answers of the serving version. */
+  /**
+   * Learn from the differences between two answers of the serving version. A status difference is
+   * never learned: a flaky status on the serving side must not hide a broken new version.
+   */
   learn(route: string, diffs: readonly Difference[]): void {
+    diffs = diffs.filter((d) => d.generalPath !== 'status');
     if (diffs.length === 0) return;
     let paths = this.#routes.get(route);
     if (paths) {

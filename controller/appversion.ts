@@ -97,3 +97,52 @@ export interface AppVersion {
 
 /** Phases and their transitions: controller/phase.ts. */
 export type { Phase } from './phase.js';
+
+// ---- preflight (issue 11): kept as one block; merged into AppVersionSpec by declaration merging ----
+
+import type { PreflightCompareConfig } from '../common/preflight-diff.js';
+import type { PassCriteria } from '../common/preflight-verdict.js';
+
+export type OnNoTraffic = 'reject' | 'pass' | 'wait';
+
+export interface PreflightHook {
+  /** Absolute http(s) URL; called with POST and a JSON body of the evidence. */
+  url: string;
+  timeoutMs: number;
+}
+
+/** spec.preflight, validated, with defaults applied. */
+export interface PreflightConfig {
+  /** The whole preflight; then onNoTraffic decides if fewer than shadow.minRequests were compared. */
+  maxDurationMs: number;
+  onNoTraffic: OnNoTraffic;
+  replay: {
+    /** Most recent recorded requests to replay; 0 = none. */
+    requests: number;
+    /** replay.headers.set: header name (as written) -> value, replacing recorded values. */
+    setHeaders: Record<string, string>;
+  };
+  shadow: {
+    /** Share of live requests copied to the new version, 0-100 (0 without spec.preflight.shadow). */
+    percent: number;
+    /** Compared requests (replayed + copied) needed before a verdict. */
+    minRequests: number;
+  };
+  compare: PreflightCompareConfig;
+  pass: PassCriteria & { maxLatencyRatio: number };
+  /** Copy/replay POST/PUT/PATCH/DELETE too (only to the new version). */
+  unsafeMethods: boolean;
+  hooks: PreflightHook[];
+  /** Keep a Rejected version running (defaults to spec.keepFailed). */
+  keepFailed: boolean;
+  /** Recording and export redaction (on top of Authorization, Cookie, Set-Cookie). */
+  redact: { headers: string[]; queryParams: string[]; keep: string[] };
+}
+
+export interface AppVersionSpec {
+  /** spec.preflight: absent = no Testing phase (the transition starts once the version is ready). */
+  preflight?: PreflightConfig;
+  /** spec.transition.callsPerInteraction: c in the mixed-version risk. The loader always sets it
+   *  (default 1); absent (hand-built specs) means 1. */
+  callsPerInteraction?: number;
+}

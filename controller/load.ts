@@ -9,10 +9,21 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { isMap, isScalar, isSeq, isAlias, LineCounter, parseAllDocuments, type Document, type Node, type Pair } from 'yaml';
-import { API_VERSION, KIND, type AppVersion, type AppVersionSpec, type DockerRuntime, type HealthCheck, type Runtime } from './appversion.js';
+import { API_VERSION, KIND, type AppVersion, type AppVersionSpec, type DockerRuntime, type HealthCheck, type PreflightConfig, type Runtime } from './appversion.js';
 import { MoltError, MoltValidationErrors, type MoltErrorCode } from '../common/errors.js';
 import { describe, parseDuration, parseQuantity } from '../common/duration.js';
-import { COOKIE_NAME_PATTERN, HOST_PATTERN, NAME_PATTERN, SERVER_HOST_PATTERN, VERSION_PATTERN, localSchema, type SchemaNode } from './schema.js';
+import {
+  COOKIE_NAME_PATTERN,
+  HEADER_NAME_PATTERN,
+  HOOK_URL_PATTERN,
+  HOST_PATTERN,
+  NAME_PATTERN,
+  SERVER_HOST_PATTERN,
+  VERSION_PATTERN,
+  localSchema,
+  type SchemaNode,
+} from './schema.js';
+import { DEFAULT_COMPARE_CONFIG, parseIgnorePattern } from '../common/preflight-diff.js';
 import {
   DEFAULT_FAILURE_POLICY,
   DEFAULT_TRANSITION,
@@ -27,6 +38,24 @@ export const MAX_FILE_BYTES = 1024 * 1024;
 export const DEFAULT_HEALTH_CHECK: Readonly<HealthCheck> = { intervalMs: 1000, timeoutMs: 1000, startupTimeoutMs: 60_000 };
 export const DEFAULT_DOCKER_TAG = 'latest';
 export const DEFAULT_IMAGE_POLL_INTERVAL_MS = 30_000;
+export const DEFAULT_CALLS_PER_INTERACTION = 1;
+/** spec.preflight defaults (docs/preflight.md). */
+export const PREFLIGHT_DEFAULTS = Object.freeze({
+  maxDurationMs: 120_000,
+  onNoTraffic: 'reject' as const,
+  replayRequests: 200,
+  /** When spec.preflight.shadow is given without percent; without shadow nothing is copied. */
+  shadowPercent: 100,
+  /** When shadow is given; without shadow min(100, replay.requests). */
+  minRequests: 100,
+  compare: DEFAULT_COMPARE_CONFIG,
+  maxMismatchRate: 0,
+  maxErrorRate: 0,
+  maxLatencyRatio: 2,
+  hookTimeoutMs: 30_000,
+});
+/** Headers replay.headers.set may not change: molt writes them (framing, routing, the shadow mark). */
+const UNSETTABLE_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'x-molt-shadow']);
 /** Docker refuses memory limits below 6 MiB. */
 const DOCKER_MIN_MEMORY = 6 * 1024 * 1024;
 
@@ -247,6 +276,8 @@ const PATTERN_HINTS: Record<string, string> = {
   [SERVER_HOST_PATTERN]: 'a host name or IP address without port, e.g. 127.0.0.1',
   [COOKIE_NAME_PATTERN]: 'a cookie name (letters, digits and !#$%&\'*+-.^_`|~)',
   '^/': 'a path starting with "/"',
+  [HEADER_NAME_PATTERN]: 'a header name (letters, digits and !#$%&\'*+-.^_`|~)',
+  [HOOK_URL_PATTERN]: 'an absolute http(s) URL such as "http://127.0.0.1:7000/check"',
 };
 
 function ajvIssues(errors: ErrorObject[], raw: Raw): Issue[] {
@@ -428,6 +459,8 @@ class Normalizer {
     const bucketCookie = (cookies.bucket as string | undefined) ?? `molt-bucket-${app}`;
     if (versionCookie === bucketCookie) this.fail(['spec', 'cookies', 'bucket'], 'the bucket cookie must be named differently from the version cookie');
     const runtime = runtimes.length === 1 ? this.runtime(runtimes[0]!, raw) : undefined;
+    const keepFailed = (raw.keepFailed as boolean | undefined) ?? false;
+    const preflight = raw.preflight === undefined ? undefined : this.preflight(raw.preflight as Raw, keepFailed);
     if (!runtime || this.issues.length > 0) return undefined;
     return {
       app,
@@ -437,10 +470,93 @@ class Normalizer {
       transition,
       failurePolicy,
       healthCheck,
-      keepFailed: (raw.keepFailed as boolean | undefined) ?? false,
+      keepFailed,
       versionCookie,
       bucketCookie,
       runtime,
+      ...(preflight ? { preflight } : {}),
+      callsPerInteraction: (((raw.transition as Raw | undefined) ?? {}).callsPerInteraction as number | undefined) ?? DEFAULT_CALLS_PER_INTERACTION,
+    };
+  }
+
+  // ---- spec.preflight (issue 11) ----
+
+  private preflight(raw: Raw, specKeepFailed: boolean): PreflightConfig {
+    const p = (...k: Segment[]): Segment[] => ['spec', 'preflight', ...k];
+    const d = PREFLIGHT_DEFAULTS;
+    const replay = (raw.replay as Raw | undefined) ?? {};
+    const shadow = raw.shadow as Raw | undefined;
+    const compare = (raw.compare as Raw | undefined) ?? {};
+    const pass = (raw.pass as Raw | undefined) ?? {};
+    const redact = (raw.redact as Raw | undefined) ?? {};
+
+    const requests = (replay.requests as number | undefined) ?? d.replayRequests;
+    const setHeaders: Record<string, string> = {};
+    const seen = new Map<string, string>();
+    for (const [name, value] of Object.entries(((replay.headers as Raw | undefined)?.set as Record<string, string> | undefined) ?? {})) {
+      const at = p('replay', 'headers', 'set', name);
+      const lower = name.toLowerCase();
+      if (!new RegExp(HEADER_NAME_PATTERN).test(name)) this.fail(at, `"${name}" is not a header name (letters, digits and !#$%&'*+-.^_\`|~)`, 'key');
+      else if (UNSETTABLE_HEADERS.has(lower)) this.fail(at, `${lower} cannot be set: molt writes it itself`, 'key');
+      else if (seen.has(lower)) this.fail(at, `header ${lower} is set twice (also as "${seen.get(lower)}")`, 'key');
+      else if (/[\r\n\0]/.test(value)) this.fail(at, 'a header value must not contain line breaks or NUL');
+      seen.set(lower, name);
+      setHeaders[name] = value;
+    }
+
+    const percent = shadow ? ((shadow.percent as number | undefined) ?? d.shadowPercent) : 0;
+    const minRequests = (shadow?.minRequests as number | undefined) ?? (shadow ? d.minRequests : Math.min(d.minRequests, requests));
+    if (percent === 0 && minRequests > requests) {
+      this.fail(p('shadow', 'minRequests'), `minRequests ${minRequests} can never be reached: replay.requests is ${requests} and no live requests are copied (shadow.percent 0)`);
+    }
+
+    const ignore = (compare.ignore as string[] | undefined) ?? [];
+    ignore.forEach((pattern, i) => {
+      try {
+        parseIgnorePattern(pattern);
+      } catch (err) {
+        this.fail(p('compare', 'ignore', i), (err as Error).message);
+      }
+    });
+
+    const hooks = ((raw.hooks as Raw[] | undefined) ?? []).map((h, i) => {
+      const url = h.url as string;
+      try {
+        const parsed = new URL(url);
+        if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new Error('not http(s)');
+        if (parsed.hostname === '') throw new Error('no host');
+      } catch {
+        this.fail(p('hooks', i, 'url'), `expected an absolute http(s) URL such as "http://127.0.0.1:7000/check", got ${describe(url)}`);
+      }
+      return { url, timeoutMs: this.duration(h.timeout, p('hooks', i, 'timeout'), d.hookTimeoutMs, { positive: true }) };
+    });
+
+    const lowerSet = (v: unknown): string[] => [...new Set(((v as string[] | undefined) ?? []).map((x) => x.toLowerCase()))];
+    return {
+      maxDurationMs: this.duration(raw.maxDuration, p('maxDuration'), d.maxDurationMs, { positive: true }),
+      onNoTraffic: (raw.onNoTraffic as PreflightConfig['onNoTraffic'] | undefined) ?? d.onNoTraffic,
+      replay: { requests, setHeaders },
+      shadow: { percent, minRequests },
+      compare: {
+        status: (compare.status as boolean | undefined) ?? d.compare.status,
+        headers: compare.headers === undefined ? [...d.compare.headers] : lowerSet(compare.headers),
+        body: (compare.body as PreflightConfig['compare']['body'] | undefined) ?? d.compare.body,
+        ignore: [...new Set(ignore)],
+        noise: (compare.noise as PreflightConfig['compare']['noise'] | undefined) ?? d.compare.noise,
+      },
+      pass: {
+        maxMismatchRate: (pass.maxMismatchRate as number | undefined) ?? d.maxMismatchRate,
+        maxErrorRate: (pass.maxErrorRate as number | undefined) ?? d.maxErrorRate,
+        maxLatencyRatio: (pass.maxLatencyRatio as number | undefined) ?? d.maxLatencyRatio,
+      },
+      unsafeMethods: (raw.unsafeMethods as boolean | undefined) ?? false,
+      hooks,
+      keepFailed: (raw.keepFailed as boolean | undefined) ?? specKeepFailed,
+      redact: {
+        headers: lowerSet(redact.headers),
+        queryParams: [...new Set((redact.queryParams as string[] | undefined) ?? [])],
+        keep: [...new Set((redact.keep as string[] | undefined) ?? [])],
+      },
     };
   }
 

@@ -19,6 +19,13 @@ export const HOST_PATTERN = '^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0
 export const SERVER_HOST_PATTERN = '^([A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*|\\[?[0-9A-Fa-f:.]+\\]?)$';
 export const COOKIE_NAME_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 export const TRANSITION_MODES = ['INSTANT', 'SESSION', 'GRADUAL', 'CONCURRENT'] as const;
+/** An HTTP header name (RFC 9110 token). */
+export const HEADER_NAME_PATTERN = "^[-!#$%&'*+.^_`|~0-9A-Za-z]+$";
+/** A preflight hook: an absolute http(s) URL (checked further by controller/load.ts). */
+export const HOOK_URL_PATTERN = '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+([/?#][^\\s]*)?$';
+export const ON_NO_TRAFFIC = ['reject', 'pass', 'wait'] as const;
+export const COMPARE_BODY_MODES = ['auto', 'bytes', 'none'] as const;
+export const NOISE_MODES = ['auto', 'off'] as const;
 
 const str = (description: string, extra: SchemaNode = {}): SchemaNode => ({ type: 'string', description, ...extra });
 const bool = (description: string): SchemaNode => ({ type: 'boolean', description });
@@ -79,6 +86,55 @@ const transition = object('How new traffic moves to this version. Default: INSTA
   },
   duplicateUnsafeMethods: bool('CONCURRENT: also duplicate POST/PUT/PATCH/DELETE. Default false.'),
   maxDuplicateBodySize: quantity('CONCURRENT: request bodies up to this size are duplicated. Default 1Mi.'),
+  callsPerInteraction: int('Requests one client interaction makes (c in the mixed-version risk s(1 - s^c) while both versions serve). Default 1.', 1, 1000),
+});
+
+const rate = (description: string): SchemaNode => ({ type: 'number', description, minimum: 0, maximum: 1 });
+const headerNames = (description: string): SchemaNode => strings(description, { pattern: HEADER_NAME_PATTERN });
+
+const preflight = object('Test the new version on live traffic before any client reaches it: it enters phase Testing, gets no client request, and is exercised with replayed and copied requests whose answers are compared with the serving version\u2019s. A pass starts the transition; a fail ends in phase Rejected.', {
+  maxDuration: duration('The whole preflight; after it, onNoTraffic decides if fewer than shadow.minRequests were compared. Default 2m.'),
+  onNoTraffic: str('What happens after maxDuration with too few compared requests: reject (phase Rejected, reason NoTraffic), pass (judge what was compared) or wait (keep testing). Default reject.', {
+    enum: [...ON_NO_TRAFFIC],
+  }),
+  replay: object('Recently recorded requests (per app, at the ingress) replayed to both versions.', {
+    requests: int('How many of the most recent recorded requests to replay; 0: none. Default 200.', 0, 100000),
+    headers: object('Header changes for every request molt originates for the preflight.', {
+      set: { type: 'object', description: 'Header name -> value, replacing the recorded value (e.g. authorization: "Bearer test-token").', additionalProperties: { type: 'string' } },
+    }),
+  }),
+  shadow: object('Copy live requests to the new version (after the client was answered by the serving version) and compare.', {
+    percent: { type: 'number', description: 'Share of live requests copied, 0-100. Default 100 when shadow is given; without shadow nothing is copied.', minimum: 0, maximum: 100 },
+    minRequests: int('Compared requests (replayed and copied together) needed before a verdict. Default 100 (without shadow: at most replay.requests).', 0, 1000000),
+  }),
+  compare: object('What must be equal between the serving and the new version\u2019s answers.', {
+    status: bool('Compare status codes. Default true.'),
+    headers: headerNames('Response headers to compare. Default [content-type].'),
+    body: str('auto: JSON compared structurally when both sides are JSON, else bytes; bytes; none. Default auto.', { enum: [...COMPARE_BODY_MODES] }),
+    ignore: strings('Differences to ignore: JSON paths ($.generatedAt, $.items[*].updatedAt, $[\'a b\'][0]) cover the node and everything below; header:NAME a header.', { minLength: 1 }),
+    noise: str('auto: learn fields that differ between two answers of the serving version and ignore them (Diffy\u2019s primary/secondary); off. Default auto.', { enum: [...NOISE_MODES] }),
+  }),
+  pass: object('Limits over compared requests.', {
+    maxMismatchRate: rate('Share of compared requests whose answers may differ, 0-1. Default 0.'),
+    maxErrorRate: rate('Share of requests the new version may fail (5xx, reset, timeout) where the serving version answered, 0-1. Default 0.'),
+    maxLatencyRatio: { type: 'number', description: 'Highest allowed new p95 / serving p95. Default 2.', minimum: 0, exclusiveMinimum: true },
+  }),
+  unsafeMethods: bool('Also send POST/PUT/PATCH/DELETE (only to the new version, compared with the recorded answer). Default false: only GET, HEAD and OPTIONS.'),
+  hooks: {
+    type: 'array',
+    description: 'The user\u2019s own gates, called (POST, JSON evidence) after the traffic tests pass; a non-2xx answer or a timeout rejects with HookFailed.',
+    maxItems: 16,
+    items: object('A hook.', {
+      url: str('An absolute http(s) URL.', { pattern: HOOK_URL_PATTERN, maxLength: 2048 }),
+      timeout: duration('How long to wait for the hook\u2019s answer. Default 30s.'),
+    }, ['url']),
+  },
+  keepFailed: bool('Keep a Rejected version running for inspection. Default: spec.keepFailed.'),
+  redact: object('Recorded and exported requests: Authorization, Cookie and Set-Cookie are always redacted unless kept.', {
+    headers: headerNames('More headers to redact.'),
+    queryParams: strings('Query parameters to redact.', { minLength: 1 }),
+    keep: strings('Headers or query parameters to keep even though redacted by default.', { minLength: 1 }),
+  }),
 });
 
 const failurePolicy = object('When the sidecar rolls this version back.', {
@@ -159,6 +215,7 @@ const spec = {
     failurePolicy,
     healthCheck,
     keepFailed: bool('Keep a rolled-back version running for inspection.'),
+    preflight,
     cookies: object('Cookie names.', {
       version: str('Default molt-version-<app>.', { pattern: COOKIE_NAME_PATTERN }),
       bucket: str('Default molt-bucket-<app>.', { pattern: COOKIE_NAME_PATTERN }),
@@ -206,7 +263,46 @@ export const statusSchema: SchemaNode = object('Observed state, written by the c
     description: 'ISO times of phase changes: created, ready, serving, promoted, rolledBack, failed, rejected.',
     additionalProperties: { type: 'string' },
   },
+  preflight: preflightStatus(),
+  mixedVersionRisk: object('Imago\u2019s P_inc = s(1 - s^c) during a transition (s: the new version\u2019s share, c: transition.callsPerInteraction).', {
+    current: { type: 'number', description: 'Now.' },
+    mean: { type: 'number', description: 'Time-weighted mean since the transition started (or over the steps schedule).' },
+    max: { type: 'number', description: 'Highest so far (or over the steps schedule).' },
+  }),
 });
+
+function preflightStatus(): SchemaNode {
+  const count = (d: string): SchemaNode => int(d, 0);
+  const ms = (d: string): SchemaNode => ({ type: 'number', description: `${d} Milliseconds; null without samples.`, nullable: true });
+  return object('Evidence of the preflight test (spec.preflight).', {
+    verdict: str('Pending, Pass or Fail.', { enum: ['Pending', 'Pass', 'Fail'] }),
+    compared: count('Requests answered by both versions and compared.'),
+    mismatched: count('Compared requests whose answers differed (after ignore paths and noise).'),
+    errors: count('Requests the new version failed (5xx, reset, timeout) where the serving version answered.'),
+    dropped: count('Copies not sent because the in-flight limit was reached.'),
+    skipped: count('Requests the serving version itself failed: nothing to compare with.'),
+    topMismatches: {
+      type: 'array',
+      description: 'The paths that differed most often.',
+      items: object('A path.', {
+        path: str('status, header:NAME, body, or a JSON path with [*] for indices.'),
+        count: count('Compared requests that differed here.'),
+        examples: {
+          type: 'array',
+          description: 'A few example values (serving version, new version).',
+          items: object('An example.', { old: str('The serving version\u2019s value.'), new: str('The new version\u2019s value.') }),
+        },
+      }),
+    },
+    latency: object('Latency of compared requests.', {
+      oldP50: ms('Serving version, median.'),
+      oldP95: ms('Serving version, 95th percentile.'),
+      newP50: ms('New version, median.'),
+      newP95: ms('New version, 95th percentile.'),
+    }),
+    note: str('Why the preflight did what it did, e.g. "first version of the app: hooks only".'),
+  });
+}
 
 // ---- local (strict) schema ----
 

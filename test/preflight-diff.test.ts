@@ -233,6 +233,13 @@ describe('NoiseModel', () => {
     assert.equal(noise.isNoise(route, '$.generatedAtX'), false);
   });
 
+  it('a status difference is never learned as noise', () => {
+    const noise = new NoiseModel();
+    noise.learn('GET /', [{ path: 'status', generalPath: 'status', old: '200', new: '503' }, { path: 'body', generalPath: 'body', old: 'a', new: 'b' }]);
+    assert.equal(noise.isNoise('GET /', 'status'), false);
+    assert.equal(noise.isNoise('GET /', 'body'), true, 'a body that differs by bytes on the serving side is noise');
+  });
+
   it('noise at a node covers what is below it', () => {
     const noise = new NoiseModel();
     noise.learn('GET /', [{ path: '$.meta', generalPath: '$.meta', old: '{}', new: '[]' }]);
