@@ -1,3 +1,4 @@
+import type { PreflightEvidence } from './preflight.js';
 // What the admin API (and the CLI through it) may ask of a running controller.
 // Implemented by controller/controller.ts; the admin API only depends on this interface.
 
@@ -19,6 +20,8 @@ export interface VersionStatus {
   timestamps: Record<string, string>;
   requests: number;
   errors: number;
+  /** spec.preflight's evidence and verdict (issue 11); absent without a preflight. */
+  preflight?: PreflightEvidence;
 }
 
 export interface AppStatus {

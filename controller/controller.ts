@@ -26,6 +26,7 @@ import { ServersDriver } from './runtime/servers.js';
 import { probe } from './runtime/health.js';
 import type { Instance, RuntimeDriver, RuntimeKind } from './runtime/types.js';
 import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../common/protocol.js';
+import { PreflightManager, runConfigFrom, type PreflightEvidence, type PreflightRun } from './preflight.js';
 
 export interface LocalControllerOptions {
   /** Folders of AppVersion files the user edits. */
@@ -87,6 +88,8 @@ export class LocalController implements ControllerApi {
   #stopped = false;
   #consecutiveErrors = 0;
   readonly #startedAt = Date.now();
+  /** Versions in Testing: their preflight runs (controller/preflight.ts). */
+  readonly #preflights: PreflightManager;
 
   constructor(opts: LocalControllerOptions) {
     this.#opts = {
@@ -115,6 +118,10 @@ export class LocalController implements ControllerApi {
       this.requestReconcile();
     });
     this.control.on('disconnected', () => this.#metrics.setSidecarConnected(this.control.connected));
+    this.#preflights = new PreflightManager(
+      { requestTraffic: (app, limit, after) => this.control.requestTraffic(app, limit, after), log: opts.log },
+      (name, run) => this.#onPreflight(name, run),
+    );
   }
 
   async start(): Promise<void> {
@@ -135,6 +142,7 @@ export class LocalController implements ControllerApi {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    this.#preflights.close();
     await this.#source.close();
     await this.#running;
     await this.control.close();
@@ -230,10 +238,15 @@ export class LocalController implements ControllerApi {
     }
 
     this.#updatePhases(desired, instances, endpoints, table, now);
+    this.#runPreflights(desired, endpoints, table);
     await this.#finishDrains(instances, now);
 
     this.#snapshot = { desired, errors, instances, endpoints };
     this.#metrics.setPhases(this.#phaseCounts(desired));
+    for (const av of desired.values()) {
+      const rec = this.state.get(av.metadata.name)!;
+      this.#metrics.setVersionPhase(rec.app, rec.version, rec.phase, Date.parse(rec.phaseSince ?? rec.timestamps.created) || now);
+    }
     this.state.flush();
   }
 
@@ -440,10 +453,51 @@ export class LocalController implements ControllerApi {
     }
   }
 
-  /** spec.preflight (issue 11) is not implemented yet: no version is ever under preflight. When it is, this
-   *  returns its verdict (or the user's override), and the phase machine and #buildTable follow. */
-  #preflightOf(_av: AppVersion, _rec: RolloutRecord): PhaseObservations['preflight'] {
-    return undefined;
+  /** spec.preflight's verdict for this rollout (durable in the record), or {} while it runs; undefined
+   *  without a preflight. The phase machine and #buildTable follow it: only an open gate is routed. */
+  #preflightOf(av: AppVersion, rec: RolloutRecord): PhaseObservations['preflight'] {
+    if (!av.spec.preflight) return undefined;
+    const p = rec.preflight;
+    if (!p) return {};
+    return { verdict: p.verdict, reason: p.reason, message: p.message };
+  }
+
+  /** Keep one preflight run per version in Testing; the app's newest routed version is what it is compared with. */
+  #runPreflights(desired: Map<string, AppVersion>, endpoints: Map<string, Endpoint[]>, table: RoutingTable): void {
+    const testing = new Set<string>();
+    for (const av of desired.values()) {
+      const name = av.metadata.name;
+      const rec = this.state.get(name)!;
+      if (!av.spec.preflight || rec.phase !== 'Testing' || rec.preflight) continue;
+      const eps = endpoints.get(name) ?? [];
+      if (eps.length === 0) continue;
+      testing.add(name);
+      const app = table.apps.find((a) => a.name === av.spec.app);
+      const servingVersion = app?.versions[0];
+      const servingAv = servingVersion ? desired.get(servingVersion.id) : undefined;
+      this.#preflights.ensure(name, `${av.specHash}@${rec.epoch}`, {
+        app: av.spec.app,
+        name,
+        version: av.spec.version,
+        endpoints: eps,
+        serving: servingVersion && servingAv ? { name: servingVersion.id, version: servingAv.spec.version, endpoints: servingVersion.endpoints } : null,
+      }, runConfigFrom(av.spec.preflight));
+    }
+    this.#preflights.retain(testing);
+  }
+
+  /** A run's outcome changed: a verdict is recorded (durable) and the phase machine takes it from there. */
+  #onPreflight(name: string, run: PreflightRun): void {
+    const rec = this.state.get(name);
+    if (!rec || rec.phase !== 'Testing' || rec.preflight) return;
+    const o = run.outcome;
+    this.#metrics.preflight(rec.app, rec.version, run.status());
+    if (o.verdict === 'Pending') return;
+    rec.preflight = { verdict: o.verdict === 'Pass' ? 'pass' : 'fail', reason: o.reason, message: o.message, evidence: run.status() };
+    this.#metrics.preflightVerdict(rec.app, rec.version, o.verdict);
+    this.#log.info({ name, app: rec.app, version: rec.version, verdict: o.verdict, reason: o.reason, message: o.message }, 'preflight finished');
+    this.state.flush();
+    this.requestReconcile();
   }
 
   async #finishDrains(instances: Map<string, Instance[]>, now: number): Promise<void> {
@@ -541,6 +595,7 @@ export class LocalController implements ControllerApi {
     rec.message = next.message;
     const metric = rollbackMetricReason(prev, next);
     if (metric) this.#metrics.rollback(rec.app, metric);
+    if (prev.phase !== next.phase) rec.phaseSince = new Date(at).toISOString();
     if (prev.phase !== next.phase) {
       const fields = { name: rec.name, app: rec.app, version: rec.version, phase: next.phase, reason: next.reason, message: next.message };
       if (next.phase === 'RolledBack') this.#log.warn(fields, 'version rolled back');
@@ -596,7 +651,19 @@ export class LocalController implements ControllerApi {
       timestamps: { ...(rec?.timestamps ?? {}) },
       requests: s?.requests ?? 0,
       errors: s?.errors ?? 0,
+      ...(av.spec.preflight ? { preflight: this.#preflightStatus(av, rec) } : {}),
     };
+  }
+
+  #preflightStatus(av: AppVersion, rec: RolloutRecord | undefined): VersionStatus['preflight'] {
+    const done = rec?.preflight;
+    if (done) {
+      const verdict = done.verdict === 'pass' ? 'Pass' : done.verdict === 'fail' ? 'Fail' : 'Overridden';
+      return { ...(done.evidence ?? emptyEvidence()), verdict, message: done.message, ...(done.reason ? { reason: done.reason } : {}) };
+    }
+    const live = this.#preflights.get(av.metadata.name);
+    if (live) return live.status();
+    return { ...emptyEvidence(), verdict: 'Pending', message: rec?.phase === 'Testing' ? 'starting' : 'runs once the version is ready' };
   }
 
   getResource(name: string): { resource: unknown; status: VersionStatus | undefined } | undefined {
@@ -655,12 +722,18 @@ export class LocalController implements ControllerApi {
       if (!target) throw new MoltError('MOLT_ERR_CONFLICT', `app "${app}" has no version that can be promoted`);
     }
     const rec = this.state.get(target.metadata.name)!;
+    const pastPreflight = Boolean(version) && target.spec.preflight !== undefined && (rec.phase === 'Testing' || rec.phase === 'Rejected');
     if (isTerminal(rec.phase)) {
       // Re-admit: a fresh epoch so the sidecar forgets its earlier failure of this version.
       rec.epoch++;
       rec.timestamps = { created: new Date().toISOString() };
       rec.servingSince = 0;
       this.#applyPhase(rec, { promoteOverride: true }, Date.now());
+    }
+    if (pastPreflight) {
+      // The operator's explicit override: the gate opens without a verdict (issue 11).
+      rec.preflight = { verdict: 'overridden', message: 'promoted by the user past its preflight', evidence: this.#preflights.get(rec.name)?.status() ?? rec.preflight?.evidence };
+      this.#log.warn({ app, name: rec.name, version: rec.version }, 'preflight overridden: promoted by the user');
     }
     // Promoting one version un-promotes the others of the app.
     for (const av of avs) {
@@ -691,6 +764,10 @@ export class LocalController implements ControllerApi {
     const list = [...this.#snapshot.desired.values()].filter((av) => av.spec.app === app).map((av) => ({ av }));
     return sortNewestFirst(list).map((x) => x.av);
   }
+}
+
+function emptyEvidence(): PreflightEvidence {
+  return { verdict: 'Pending', compared: 0, mismatched: 0, errors: 0, dropped: 0, skipped: 0, topMismatches: [], latency: { oldP50: null, oldP95: null, newP50: null, newP95: null }, message: '' };
 }
 
 function replicasOf(av: AppVersion): number {

@@ -134,6 +134,15 @@ export class MoltMetrics {
   readonly #reconcileDuration: Histogram<string>;
   readonly #sidecarConnected: Gauge<string>;
   readonly #appversions: Gauge<'phase'>;
+  readonly #versionPhase: Gauge<'app' | 'version' | 'phase'>;
+  readonly #phaseEntered: Gauge<'app' | 'version' | 'phase'>;
+  readonly #preflightRequests: Counter<'app' | 'version' | 'result'>;
+  readonly #preflightLatency: Gauge<'app' | 'version' | 'side' | 'quantile'>;
+  readonly #preflightRuns: Counter<'app' | 'version' | 'verdict'>;
+  /** "app\0version" -> the phase its molt_version_phase series carries now. */
+  readonly #phaseOf = new Map<string, string>();
+  /** "app\0version\0result" -> last preflight count seen (counts restart with each run). */
+  readonly #preflightSeen = new Map<string, number>();
   /** versionId -> last totals seen from the sidecar. */
   readonly #snapshots = new Map<string, Snapshot>();
   readonly #knownApps = new Set<string>();
@@ -200,6 +209,37 @@ export class MoltMetrics {
       name: 'molt_appversions',
       help: 'AppVersions by phase',
       labelNames: ['phase'],
+      registers,
+    });
+
+    this.#versionPhase = new Gauge({
+      name: 'molt_version_phase',
+      help: 'Phase of each version: 1 on the series of its current phase (one series per version)',
+      labelNames: ['app', 'version', 'phase'],
+      registers,
+    });
+    this.#phaseEntered = new Gauge({
+      name: 'molt_version_phase_entered_timestamp_seconds',
+      help: 'Unix time when the version entered its current phase (for "stuck in phase" alerts)',
+      labelNames: ['app', 'version', 'phase'],
+      registers,
+    });
+    this.#preflightRequests = new Counter({
+      name: 'molt_preflight_requests_total',
+      help: 'Preflight requests by result: compared (both answered), mismatched (compared and different), errors (new version failed where the serving one answered), dropped (copy bound reached), skipped',
+      labelNames: ['app', 'version', 'result'],
+      registers,
+    });
+    this.#preflightLatency = new Gauge({
+      name: 'molt_preflight_latency_seconds',
+      help: 'Preflight latency quantiles of the serving (old) and tested (new) version over the compared requests',
+      labelNames: ['app', 'version', 'side', 'quantile'],
+      registers,
+    });
+    this.#preflightRuns = new Counter({
+      name: 'molt_preflight_runs_total',
+      help: 'Finished preflights by verdict (Pass, Fail)',
+      labelNames: ['app', 'version', 'verdict'],
       registers,
     });
 
@@ -294,7 +334,56 @@ export class MoltMetrics {
     this.#mismatches.remove(labels);
     this.#traffic.remove(labels);
     this.#duration.remove(app, version);
+    const key = `${app}\u0000${version}`;
+    const phase = this.#phaseOf.get(key);
+    if (phase !== undefined) {
+      this.#versionPhase.remove({ app, version, phase });
+      this.#phaseEntered.remove({ app, version, phase });
+      this.#phaseOf.delete(key);
+    }
+    for (const k of [...this.#preflightSeen.keys()]) if (k.startsWith(key + '\u0000')) this.#preflightSeen.delete(k);
+    for (const result of ['compared', 'mismatched', 'errors', 'dropped', 'skipped']) this.#preflightRequests.remove({ app, version, result });
+    for (const side of ['old', 'new']) for (const quantile of ['0.5', '0.95']) this.#preflightLatency.remove({ app, version, side, quantile });
+    for (const verdict of ['Pass', 'Fail']) this.#preflightRuns.remove({ app, version, verdict });
     for (const [id, s] of this.#snapshots) if (s.app === app && s.version === version) this.#snapshots.delete(id);
+  }
+
+  /** The version's current phase, and when it was entered (Unix ms). */
+  setVersionPhase(app: string, version: string, phase: string, enteredAtMs: number): void {
+    const key = `${app}\u0000${version}`;
+    const prev = this.#phaseOf.get(key);
+    if (prev !== undefined && prev !== phase) {
+      this.#versionPhase.remove({ app, version, phase: prev });
+      this.#phaseEntered.remove({ app, version, phase: prev });
+    }
+    this.#phaseOf.set(key, phase);
+    this.#versionPhase.set({ app, version, phase }, 1);
+    this.#phaseEntered.set({ app, version, phase }, Math.floor(enteredAtMs / 1000));
+  }
+
+  /** A preflight's running totals (they restart with each run). */
+  preflight(app: string, version: string, s: { compared: number; mismatched: number; errors: number; dropped: number; skipped: number; latency: { oldP50: number | null; oldP95: number | null; newP50: number | null; newP95: number | null } }): void {
+    for (const result of ['compared', 'mismatched', 'errors', 'dropped', 'skipped'] as const) {
+      const key = `${app}\u0000${version}\u0000${result}`;
+      const last = this.#preflightSeen.get(key) ?? 0;
+      const cur = s[result];
+      const delta = cur >= last ? cur - last : cur;
+      this.#preflightSeen.set(key, cur);
+      this.#preflightRequests.inc({ app, version, result }, delta);
+    }
+    const l = s.latency;
+    const put = (side: string, quantile: string, ms: number | null) => {
+      if (ms === null) this.#preflightLatency.remove({ app, version, side, quantile });
+      else this.#preflightLatency.set({ app, version, side, quantile }, ms / 1000);
+    };
+    put('old', '0.5', l.oldP50);
+    put('old', '0.95', l.oldP95);
+    put('new', '0.5', l.newP50);
+    put('new', '0.95', l.newP95);
+  }
+
+  preflightVerdict(app: string, version: string, verdict: string): void {
+    this.#preflightRuns.inc({ app, version, verdict });
   }
 
   /** Drop an app's rollback series (call when its last version is deleted). */

@@ -21,11 +21,12 @@ import { compareResponses, compileIgnore, NoiseModel, routeKey, type BodyMode, t
 import { ShadowClient, ShadowDispatcher, type ShadowRequest, type ShadowResult } from '../common/shadow-client.js';
 import { classifyPair, decide, PreflightTally, type Decision, type PreflightReason, type PreflightStatus } from '../common/preflight-verdict.js';
 import type { TrafficAnswer } from './control-server.js';
+import type { PreflightConfig as SpecPreflight } from './appversion.js';
 
 export type OnNoTraffic = 'reject' | 'pass' | 'wait';
 
 /** spec.preflight with defaults applied and durations in ms. */
-export interface PreflightConfig {
+export interface PreflightRunConfig {
   maxDurationMs: number;
   onNoTraffic: OnNoTraffic;
   replay: { requests: number; set: Record<string, string> } | null;
@@ -37,6 +38,9 @@ export interface PreflightConfig {
 }
 
 export type PreflightVerdict = 'Pending' | 'Pass' | 'Fail';
+
+/** The status block (admin /status, `molt status`, CRD status.preflight). */
+export type PreflightEvidence = Omit<PreflightStatus, 'verdict'> & { verdict: PreflightVerdict | 'Overridden'; message: string; reason?: string; hooksOnly?: boolean };
 
 /** What the run concluded; the phase machine turns Pass into the transition and Fail into Rejected. */
 export interface PreflightOutcome {
@@ -93,7 +97,7 @@ const SHADOW_BATCH = 500;
 
 export class PreflightRun {
   readonly target: PreflightTarget;
-  readonly config: PreflightConfig;
+  readonly config: PreflightRunConfig;
   readonly noise = new NoiseModel();
   /** Rebuilt from the kept pairs with the current noise model at every judgement. */
   #tally = new PreflightTally();
@@ -119,7 +123,7 @@ export class PreflightRun {
   readonly #compare: CompareOptions;
   #onChange: (() => void) | null = null;
 
-  constructor(target: PreflightTarget, config: PreflightConfig, deps: PreflightDeps) {
+  constructor(target: PreflightTarget, config: PreflightRunConfig, deps: PreflightDeps) {
     this.target = target;
     this.config = config;
     this.#deps = { pollMs: 500, maxInFlight: 16, now: Date.now, random: Math.random, againstRecorded: false, ...deps };
@@ -142,7 +146,7 @@ export class PreflightRun {
   }
 
   /** The status block (issue 11 item 8), plus why it is where it is. */
-  status(): PreflightStatus & { message: string; reason?: string; hooksOnly?: boolean } {
+  status(): PreflightEvidence {
     return {
       ...this.#tally.status(this.#outcome.verdict),
       message: this.#outcome.message,
@@ -409,5 +413,65 @@ export async function callHook(hook: { url: string; timeoutMs: number }, body: u
     if (e.name === 'TimeoutError' || e.name === 'AbortError') return `no answer within ${hook.timeoutMs} ms`;
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     return `request failed: ${cause?.code ?? cause?.message ?? e.message}`;
+  }
+}
+
+/** spec.preflight (validated, defaults applied by the loader) as a run's configuration. */
+export function runConfigFrom(p: SpecPreflight): PreflightRunConfig {
+  return {
+    maxDurationMs: p.maxDurationMs,
+    onNoTraffic: p.onNoTraffic,
+    replay: p.replay.requests > 0 ? { requests: p.replay.requests, set: p.replay.setHeaders } : null,
+    shadow: p.shadow.percent > 0 ? { percent: p.shadow.percent, minRequests: p.shadow.minRequests } : null,
+    compare: { status: p.compare.status, headers: p.compare.headers, body: p.compare.body, ignore: p.compare.ignore, noise: p.compare.noise },
+    pass: { maxMismatchRate: p.pass.maxMismatchRate, maxErrorRate: p.pass.maxErrorRate, maxLatencyRatio: p.pass.maxLatencyRatio },
+    unsafeMethods: p.unsafeMethods,
+    hooks: p.hooks.map((h) => ({ url: h.url, timeoutMs: h.timeoutMs })),
+  };
+}
+
+/**
+ * The preflights in progress, one per version under test, shared by both modes. Level-triggered use:
+ * every reconcile calls ensure() for each version in Testing and retain() with that set; a run is
+ * keyed by the rollout (name, spec hash, admission epoch), so a changed spec tests again.
+ */
+export class PreflightManager {
+  readonly #runs = new Map<string, { key: string; run: PreflightRun }>();
+  readonly #deps: Omit<PreflightDeps, 'client'>;
+  readonly #client = new ShadowClient({ maxSockets: 16 });
+  readonly #onChange: (name: string, run: PreflightRun) => void;
+
+  constructor(deps: Omit<PreflightDeps, 'client'>, onChange: (name: string, run: PreflightRun) => void) {
+    this.#deps = deps;
+    this.#onChange = onChange;
+  }
+
+  ensure(name: string, key: string, target: PreflightTarget, config: PreflightRunConfig): PreflightRun {
+    const have = this.#runs.get(name);
+    if (have && have.key === key) return have.run;
+    have?.run.stop();
+    const run = new PreflightRun(target, config, { ...this.#deps, client: this.#client });
+    this.#runs.set(name, { key, run });
+    this.#deps.log?.info({ name, app: target.app, version: target.version, against: target.serving?.version ?? null }, 'preflight started');
+    run.start(() => this.#onChange(name, run));
+    return run;
+  }
+
+  get(name: string): PreflightRun | undefined {
+    return this.#runs.get(name)?.run;
+  }
+
+  /** Stop runs of versions no longer under test (promoted past it, deleted, spec changed). */
+  retain(names: ReadonlySet<string>): void {
+    for (const [name, { run }] of this.#runs) {
+      if (names.has(name)) continue;
+      run.stop();
+      this.#runs.delete(name);
+    }
+  }
+
+  close(): void {
+    this.retain(new Set());
+    this.#client.close();
   }
 }

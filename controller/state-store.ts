@@ -4,7 +4,8 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Phase } from './phase.js';
+import type { Phase, PreflightRejectReason } from './phase.js';
+import type { PreflightEvidence } from './preflight.js';
 
 /** One rollout of one AppVersion (a new or changed spec starts a new record). Not the sidecar's per-version
  *  routing state (sidecar/routing.ts), which is a different thing. */
@@ -26,6 +27,15 @@ export interface RolloutRecord {
   servingSince: number;
   /** ISO timestamps keyed by event: created, ready, testing, serving, promoted, rolledBack, failed, rejected, draining. */
   timestamps: Record<string, string>;
+  /** ISO time the current phase was entered (absent: since `created`). */
+  phaseSince?: string;
+  /** spec.preflight's verdict for this rollout (issue 11): durable like a rollback, cleared by a new spec. */
+  preflight?: {
+    verdict: 'pass' | 'fail' | 'overridden';
+    reason?: PreflightRejectReason;
+    message: string;
+    evidence?: PreflightEvidence;
+  };
 }
 
 interface StateFile {

@@ -11,8 +11,7 @@ import type { WireExchange } from '../common/protocol.js';
 import { fromHar, Redactor, toHar, type Har, type RecordedExchange, type RedactOptions } from '../common/har.js';
 import { MoltError } from '../common/errors.js';
 import { ShadowClient } from '../common/shadow-client.js';
-import type { PreflightStatus } from '../common/preflight-verdict.js';
-import { PreflightRun, type PreflightConfig, type PreflightOutcome } from './preflight.js';
+import { PreflightRun, type PreflightEvidence, type PreflightRunConfig, type PreflightOutcome } from './preflight.js';
 import type { TrafficAnswer } from './control-server.js';
 import type { AppStatus, VersionStatus } from './controller-api.js';
 
@@ -80,16 +79,16 @@ export interface ReplayOptions {
   to: VersionStatus;
   compareWith?: VersionStatus;
   app: string;
-  compare?: Partial<PreflightConfig['compare']>;
+  compare?: Partial<PreflightRunConfig['compare']>;
   set?: Record<string, string>;
   unsafeMethods?: boolean;
   concurrency?: number;
-  onProgress?: (done: number, total: number, status: PreflightStatus) => void;
+  onProgress?: (done: number, total: number, status: PreflightEvidence) => void;
 }
 
 export interface ReplayResult {
   outcome: PreflightOutcome;
-  status: PreflightStatus & { message: string };
+  status: PreflightEvidence;
   total: number;
 }
 
@@ -98,7 +97,7 @@ export async function replayExchanges(exchanges: RecordedExchange[], o: ReplayOp
   const wire = exchanges.map(recordedToWire);
   const total = wire.length;
   const client = new ShadowClient({ maxSockets: o.concurrency ?? 8 });
-  const config: PreflightConfig = {
+  const config: PreflightRunConfig = {
     maxDurationMs: 24 * 3600_000,
     onNoTraffic: 'pass',
     replay: { requests: total, set: o.set ?? {} },

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { PreflightRun, type PreflightConfig, type PreflightOutcome } from '../controller/preflight.js';
+import { PreflightRun, type PreflightRunConfig, type PreflightOutcome } from '../controller/preflight.js';
 import { ShadowClient } from '../common/shadow-client.js';
 import type { WireExchange } from '../common/protocol.js';
 import type { TrafficAnswer } from '../controller/control-server.js';
@@ -42,7 +42,7 @@ function recorded(method: string, target: string, body = '{}', status = 200): Wi
   };
 }
 
-function config(over: Partial<PreflightConfig> = {}): PreflightConfig {
+function config(over: Partial<PreflightRunConfig> = {}): PreflightRunConfig {
   return {
     maxDurationMs: 20_000,
     onNoTraffic: 'reject',
@@ -56,7 +56,7 @@ function config(over: Partial<PreflightConfig> = {}): PreflightConfig {
   };
 }
 
-async function run(t: { after(fn: () => unknown): void }, cfg: PreflightConfig, oldPort: number | null, newPort: number, traffic: WireExchange[], live: WireExchange[][] = []): Promise<PreflightRun> {
+async function run(t: { after(fn: () => unknown): void }, cfg: PreflightRunConfig, oldPort: number | null, newPort: number, traffic: WireExchange[], live: WireExchange[][] = []): Promise<PreflightRun> {
   const client = new ShadowClient();
   t.after(() => client.close());
   let calls = 0;
