@@ -29,6 +29,7 @@ Flags:
   --identity NAME         this replica's Lease identity (default $POD_NAME, else the host name)
   --lease-name NAME       Lease object name (default molt-controller)
   --lease-duration DUR    Lease duration (default 15s); renewals every third of it
+  --resync-period DUR     reconcile every AppVersion again this often without events (default 5m; 0 = never)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
 `;
 
@@ -53,6 +54,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
         identity: process.env.POD_NAME || os.hostname(),
         'lease-name': 'molt-controller',
         'lease-duration': '15s',
+        'resync-period': '5m',
         'log-level': 'info',
       },
     },
@@ -62,6 +64,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
   if (args.positional.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${args.positional[0]}"`);
   log ??= createLogger(args.flags['log-level']!);
   const leaseDurationMs = parseDuration(args.flags['lease-duration']);
+  const resyncMs = parseDuration(args.flags['resync-period']);
   const kubeConfig = loadKubeConfig(args.flags.kubeconfig);
   const namespace = resolveNamespace(kubeConfig, args.flags.namespace);
   const metrics = new MoltMetrics();
@@ -75,6 +78,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
     leaseName: args.flags['lease-name'],
     leaseDurationMs,
     renewMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
+    resyncMs,
     metrics,
     log,
   });
