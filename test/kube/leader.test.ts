@@ -24,7 +24,9 @@ test('a lost Lease aborts the leader\'s write in flight and fences further write
   await server.start();
   // A renew deadline (2s) far above scheduling noise: the only way to lose the Lease here is the takeover.
   const a = await replica(server, 'replica-a', { leaseDurationMs: 3000, renewMs: 100 });
+  let held: ReturnType<FakeApiServer['hold']> | undefined;
   t.after(async () => {
+    held?.release();
     await a.stop();
     await server.close();
   });
@@ -33,7 +35,7 @@ test('a lost Lease aborts the leader\'s write in flight and fences further write
   await a.controller.idle();
 
   // The leader's first status write for this version reaches the apiserver and is held there.
-  const held = server.hold('PATCH', /\/appversions\/held-v1\/status$/);
+  held = server.hold('PATCH', /\/appversions\/held-v1\/status$/);
   server.create('appversions', NS, serversAV('held-v1', 'held', '1.0.0', 7801));
   await within('status write in flight', held.arrived);
 
@@ -64,14 +66,16 @@ test('a leader whose renewal hangs steps down at the renew deadline, without wai
   const server = new FakeApiServer();
   await server.start();
   const a = await replica(server, 'replica-a', { leaseDurationMs: 900, renewMs: 100 });
+  let held: ReturnType<FakeApiServer['hold']> | undefined;
   t.after(async () => {
+    held?.release(); // never leave a request hanging into the teardown
     await a.stop();
     await server.close();
   });
   await a.controller.start();
   await waitFor('a leads', () => a.controller.isLeader);
   const stopped = new Promise<string>((resolve) => a.controller.elector.once('stopped', resolve));
-  const held = server.hold('PUT', /\/leases\/molt-controller$/);
+  held = server.hold('PUT', /\/leases\/molt-controller$/);
   await within('renewal in flight', held.arrived);
   const reason = await within('step-down', stopped, 3000);
   assert.match(reason, /renew deadline/);
