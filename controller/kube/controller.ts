@@ -290,6 +290,7 @@ export class KubeController {
   #leadershipStopped(reason: string): void {
     // The term's signal is already aborted (the elector fences before it emits): in-flight writes fail.
     this.#writer = null;
+    if (!this.#started) return; // our own shutdown
     this.counters.leadershipLost++;
     this.#log?.warn({ identity: this.identity, reason }, 'lost leadership: leader writes fenced; continuing as a follower');
   }
@@ -479,7 +480,7 @@ export class KubeController {
     const leader = writer !== null && this.#elector.isLeader;
     const runtime = av?.spec.runtime.kind ?? 'unknown';
     const endpoints = av ? this.#endpointsOf(av) : [];
-    const startup = av && leader && !rollback ? startupDeadline(gen, status, av.spec.healthCheck.startupTimeoutMs, endpoints.length, this.#leaderSince, this.#now()) : undefined;
+    const startup = av && leader && !rollback && av.spec.runtime.kind === 'docker' ? startupDeadline(gen, status, av.spec.healthCheck.startupTimeoutMs, endpoints.length, this.#leaderSince, this.#now()) : undefined;
 
     // 3. Workloads (leader only).
     let deploymentExists = false;
