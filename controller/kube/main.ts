@@ -28,7 +28,7 @@ Flags:
   --admin HOST:PORT       /healthz, /readyz and /metrics (default 0.0.0.0:9090; "off" to disable)
   --identity NAME         this replica's Lease identity (default $POD_NAME, else the host name)
   --lease-name NAME       Lease object name (default molt-controller)
-  --lease-duration DUR    Lease duration (default 15s); renewals every third of it
+  --lease-duration DUR    Lease duration (default 15s); renewals every 2/15 of it, step down after 2/3
   --resync-period DUR     reconcile every AppVersion again this often without events (default 5m; 0 = never)
   --log-level LEVEL       fatal|error|warn|info|debug|trace|silent (default info)
 `;
@@ -77,7 +77,9 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
     identity: args.flags.identity!,
     leaseName: args.flags['lease-name'],
     leaseDurationMs,
-    renewMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
+    // client-go's proportions (15s lease: renew every 2s, give up after 10s): several renewals fit before
+    // the renew deadline, so one slow or failed renewal does not cost the leadership.
+    renewMs: Math.max(100, Math.round((leaseDurationMs * 2) / 15)),
     resyncMs,
     metrics,
     log,
