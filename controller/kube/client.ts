@@ -9,7 +9,12 @@ import {
   DiscoveryV1Api,
   KubeConfig,
   PatchStrategy,
+  ServerConfiguration,
+  Observable,
+  createConfiguration,
   setHeaderOptions,
+  type ConfigurationOptions,
+  type Middleware,
 } from '@kubernetes/client-node';
 import { MoltError } from '../../common/errors.js';
 
@@ -66,18 +71,78 @@ export interface KubeClients {
   discovery: DiscoveryV1Api;
 }
 
-export function makeClients(kc: KubeConfig): KubeClients {
+/**
+ * What makes a set of clients "fenced": every request first asks allowed() (false: the request is never
+ * sent and fails with NotLeaderError) and carries signal, so requests in flight are aborted the moment the
+ * fence closes. The leader's writers are fenced by its leadership term (see LeaderElector.term()).
+ */
+export interface WriteFence {
+  signal: AbortSignal;
+  allowed(): boolean;
+}
+
+/** A write refused (or aborted) because this replica is no longer the leader that started it. */
+export class NotLeaderError extends Error {
+  readonly code = 'MOLT_NOT_LEADER';
+  constructor(message = 'not the leader (lease lost): write fenced') {
+    super(message);
+    this.name = 'NotLeaderError';
+  }
+}
+
+export function isNotLeader(err: unknown): boolean {
+  if (err instanceof NotLeaderError) return true;
+  // A fenced request aborted in flight surfaces as the fetch library's AbortError.
+  const e = err as { name?: unknown; type?: unknown } | null;
+  return !!e && (e.name === 'AbortError' || e.type === 'aborted');
+}
+
+export function makeClients(kc: KubeConfig, fence?: WriteFence): KubeClients {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new MoltError('MOLT_ERR_KUBERNETES', 'no Kubernetes cluster configured');
+  const middleware: Middleware[] = [];
+  if (fence) {
+    middleware.push({
+      pre: async (ctx) => {
+        if (!fence.allowed() || fence.signal.aborted) throw new NotLeaderError();
+        ctx.setSignal(fence.signal);
+        return ctx;
+      },
+      post: async (ctx) => ctx,
+    });
+  }
+  const config = createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: middleware,
+  });
   return {
-    custom: kc.makeApiClient(CustomObjectsApi),
-    apps: kc.makeApiClient(AppsV1Api),
-    core: kc.makeApiClient(CoreV1Api),
-    coordination: kc.makeApiClient(CoordinationV1Api),
-    discovery: kc.makeApiClient(DiscoveryV1Api),
+    custom: new CustomObjectsApi(config),
+    apps: new AppsV1Api(config),
+    core: new CoreV1Api(config),
+    coordination: new CoordinationV1Api(config),
+    discovery: new DiscoveryV1Api(config),
   };
 }
 
 /** Options that make a generated patch call send a JSON merge patch (the default is a JSON patch). */
 export const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+/** Per-call options that make one request abortable (e.g. a lease renewal with a deadline). */
+export function withSignal(signal: AbortSignal): ConfigurationOptions {
+  return {
+    middleware: [
+      {
+        pre: (ctx) => {
+          ctx.setSignal(signal);
+          return new Observable(Promise.resolve(ctx));
+        },
+        post: (ctx) => new Observable(Promise.resolve(ctx)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}
 
 /** HTTP status of an ApiException (or a watch error), undefined for other errors. */
 export function httpStatus(err: unknown): number | undefined {

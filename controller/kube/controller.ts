@@ -10,10 +10,25 @@
 // for its generation (the GRADUAL schedule counts from that instant, identically on every replica). It is
 // rolledBack when its status says RolledBack for the current generation or a replica's sidecar reported a
 // failure for it (annotation molt.dev/rollback, see status.ts).
+//
+// Leadership fences writes. Every write that only the leader may make (Deployments, Services, status) goes
+// through clients bound to the current leadership term (client.ts WriteFence): the moment the elector
+// reports the Lease lost (another holder, or the renew deadline passed, even while a renewal hangs), requests
+// of that term are refused before they are sent and aborted if in flight. The replica then carries on as a
+// follower: it keeps its caches and keeps pushing routing tables to its own sidecar (routing never depends
+// on leadership), and campaigns again. controller-runtime's manager exits on a lost lease instead, because
+// its controllers only run on the leader and it cannot cancel their writes; here every replica has
+// follower work (its sidecar's routes), and writes are cancellable, so exiting would only cost a restart
+// and a full re-list. Rollback reports (the molt.dev/rollback annotation) are written by any replica.
+//
+// Healing: every key is reconciled again every resyncMs (from the caches, like a controller-runtime
+// SyncPeriod), and a reconcile asks for a requeue-after when something becomes due at a known time (the
+// startup deadline, see startupTimeoutStatus).
 
 import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Deployment, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { AppVersion, Phase } from '../appversion.js';
+import type { ReconcileResult } from './queue.js';
 import type { ControlServer } from '../control-server.js';
 import { normalizeAppVersion } from '../load.js';
 import type { MoltMetrics } from '../metrics.js';
@@ -31,6 +46,7 @@ import {
   VERSION,
   describeError,
   httpStatus,
+  isNotLeader,
   makeClients,
   type KubeClients,
 } from './client.js';
@@ -49,6 +65,7 @@ import {
   servingSinceOf,
   writeRollbackReport,
   writeStatus,
+  type KubeStatus,
   type RollbackReport,
 } from './status.js';
 
@@ -70,7 +87,11 @@ export interface KubeControllerOptions {
   /** Called with every table pushed (tests, debugging). */
   onTable?: (table: RoutingTable) => void;
   now?: () => number;
+  /** Reconcile every key again this often even without events (0 = never). Default 5 minutes. */
+  resyncMs?: number;
 }
+
+export const DEFAULT_RESYNC_MS = 5 * 60_000;
 
 /** A raw AppVersion as stored in the apiserver (untrusted shape). */
 export interface RawAppVersion extends KubernetesObject {
@@ -92,7 +113,12 @@ export class KubeController {
   readonly identity: string;
   #o: KubeControllerOptions;
   #log: Logger | undefined;
+  /** Unfenced clients: reads, and writes any replica may make (rollback reports). */
   #clients: KubeClients;
+  /** Clients bound to the current leadership term; null when not leader. */
+  #writer: KubeClients | null = null;
+  #leaderSince = 0;
+  #resyncTimer: NodeJS.Timeout | null = null;
   #avs: Watched<RawAppVersion>;
   #deployments: Watched<V1Deployment>;
   #services: Watched<V1Service>;
@@ -114,7 +140,7 @@ export class KubeController {
   #onConnected = () => this.#o.metrics?.setSidecarConnected(true);
   #onDisconnected = () => this.#o.metrics?.setSidecarConnected(this.#o.controlServer.connected);
   /** Counters (tests, admin endpoint). */
-  readonly counters = { tablesPushed: 0, statusWrites: 0, deploymentWrites: 0, failureReports: 0, reportsWritten: 0 };
+  readonly counters = { tablesPushed: 0, statusWrites: 0, deploymentWrites: 0, failureReports: 0, reportsWritten: 0, fencedWrites: 0, resyncs: 0, leadershipLost: 0 };
 
   constructor(opts: KubeControllerOptions) {
     this.#o = opts;
@@ -161,7 +187,8 @@ export class KubeController {
       log: opts.log,
       now: opts.now,
     });
-    this.#elector.on('started', () => this.#enqueueAll());
+    this.#elector.on('started', () => this.#leadershipStarted());
+    this.#elector.on('stopped', (reason) => this.#leadershipStopped(reason));
     this.#queue = new WorkQueue((key) => this.#reconcile(key), {
       backoff: opts.backoff,
       log: opts.log,
@@ -220,6 +247,14 @@ export class KubeController {
     this.#queue.start();
     this.#enqueueAll();
     this.#elector.start();
+    const resyncMs = this.#o.resyncMs ?? DEFAULT_RESYNC_MS;
+    if (resyncMs > 0) {
+      this.#resyncTimer = setInterval(() => {
+        this.counters.resyncs++;
+        this.#enqueueAll();
+      }, resyncMs);
+      this.#resyncTimer.unref();
+    }
   }
 
   /** Stop everything. release=false leaves the Lease as is (simulates a crash: others wait for expiry). */
@@ -231,6 +266,8 @@ export class KubeController {
     cs.off('stats', this.#onStats);
     cs.off('connected', this.#onConnected);
     cs.off('disconnected', this.#onDisconnected);
+    if (this.#resyncTimer) clearInterval(this.#resyncTimer);
+    this.#resyncTimer = null;
     this.#queue.stop();
     await this.#elector.stop({ release: opts.releaseLease !== false });
     await Promise.all([this.#avs.stop(), this.#deployments.stop(), this.#services.stop(), this.#slices.stop()]);
@@ -239,6 +276,24 @@ export class KubeController {
   /** Resolves when the work queue is empty and idle (tests). */
   idle(): Promise<void> {
     return this.#queue.idle();
+  }
+
+  // ---- leadership ----
+
+  #leadershipStarted(): void {
+    const signal = this.#elector.term();
+    const elector = this.#elector;
+    this.#writer = makeClients(this.#o.kubeConfig, { signal, allowed: () => elector.isLeader && !signal.aborted });
+    this.#leaderSince = this.#now();
+    this.#enqueueAll();
+  }
+
+  #leadershipStopped(reason: string): void {
+    // The term's signal is already aborted (the elector fences before it emits): in-flight writes fail.
+    this.#writer = null;
+    if (!this.#started) return; // our own shutdown
+    this.counters.leadershipLost++;
+    this.#log?.warn({ identity: this.identity, reason }, 'lost leadership: leader writes fenced; continuing as a follower');
   }
 
   // ---- events -> keys ----
@@ -309,15 +364,28 @@ export class KubeController {
 
   // ---- reconcile ----
 
-  async #reconcile(key: string): Promise<void> {
+  async #reconcile(key: string): Promise<ReconcileResult | void> {
     const raws = this.#avs.list().filter((r) => keyOf(r) === key && !r.metadata.deletionTimestamp);
     const versions: VersionRouting[] = [];
     let firstError: unknown;
+    let requeueAfterMs: number | undefined;
+    // Writers of the term current when this reconcile began: a reconcile never writes for a later term.
+    const writer = this.#writer;
     for (const cached of raws) {
       try {
-        const v = await this.#reconcileVersion(key, cached);
-        if (v) versions.push(v);
+        const r = await this.#reconcileVersion(key, cached, writer);
+        if (r.routing) versions.push(r.routing);
+        if (r.requeueAfterMs !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, r.requeueAfterMs);
       } catch (err) {
+        if (isNotLeader(err)) {
+          // Leadership ended under us: the write was fenced. Not an error to retry: the next leader (maybe us
+          // again, then with a full re-enqueue) reconciles from the state it observes.
+          this.counters.fencedWrites++;
+          this.#log?.info({ app: key, name: cached.metadata.name }, 'leader write fenced: leadership lost');
+          const fallback = this.#routingOnly(cached);
+          if (fallback) versions.push(fallback);
+          continue;
+        }
         // Keep going with the other versions (routing must still be computed); retry the key afterwards.
         firstError ??= err;
         this.#log?.warn({ app: key, name: cached.metadata.name, err: describeError(err) }, 'reconcile of an AppVersion failed');
@@ -331,6 +399,7 @@ export class KubeController {
     this.#o.metrics?.setPhases(countPhases(this.#phases));
     this.#publish();
     if (firstError) throw firstError;
+    return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
   /** Routing from the cache alone (no writes): used when the writing part of a reconcile failed. */
@@ -375,7 +444,7 @@ export class KubeController {
     };
   }
 
-  async #reconcileVersion(key: string, cached: RawAppVersion): Promise<VersionRouting | undefined> {
+  async #reconcileVersion(key: string, cached: RawAppVersion, writer: KubeClients | null): Promise<{ routing?: VersionRouting; requeueAfterMs?: number }> {
     const ns = this.namespace;
     const name = cached.metadata.name;
     let raw = cached;
@@ -409,8 +478,10 @@ export class KubeController {
 
     const status = readStatus(raw.status);
     const rollback = currentRollback(gen, status, raw.metadata.annotations);
-    const leader = this.#elector.isLeader;
+    const leader = writer !== null && this.#elector.isLeader;
     const runtime = av?.spec.runtime.kind ?? 'unknown';
+    const endpoints = av ? this.#endpointsOf(av) : [];
+    const startup = av && leader && !rollback && av.spec.runtime.kind === 'docker' ? startupDeadline(gen, status, av.spec.healthCheck.startupTimeoutMs, endpoints.length, this.#leaderSince, this.#now()) : undefined;
 
     // 3. Workloads (leader only).
     let deploymentExists = false;
@@ -419,8 +490,9 @@ export class KubeController {
       const existing = this.#deployments.get(obj, ns);
       deploymentExists = !!existing;
       if (leader) {
-        const s = await applyService(this.#clients.core, desiredService(av, ns), this.#services.get(obj, ns));
-        const d = await applyDeployment(this.#clients.apps, desiredDeployment(av, ns, { rolledBack: !!rollback }), existing);
+        const stopped = !!rollback || startup?.failed === true;
+        const s = await applyService(writer.core, desiredService(av, ns), this.#services.get(obj, ns));
+        const d = await applyDeployment(writer.apps, desiredDeployment(av, ns, { rolledBack: stopped }), existing);
         if (s !== 'unchanged' || d !== 'unchanged') {
           this.counters.deploymentWrites++;
           this.#log?.info({ name, service: s, deployment: d }, 'workload applied');
@@ -428,11 +500,10 @@ export class KubeController {
         if (d === 'created') deploymentExists = true;
       }
     }
-    const endpoints = av ? this.#endpointsOf(av) : [];
 
     // 4. Status (leader only, only when changed).
     if (leader) {
-      const desired = computeStatus({
+      const computed = computeStatus({
         generation: gen,
         current: status,
         invalid,
@@ -445,10 +516,11 @@ export class KubeController {
         traffic: this.#traffic.get(name),
         now: this.#now(),
       });
+      const desired = startup?.failed ? startupTimeoutStatus(computed, status, startup.message, this.#now()) : computed;
       this.#phases.set(name, desired.phase);
       if (!sameStatus(status, desired)) {
         try {
-          await writeStatus(this.#clients.custom, ns, name, desired, status);
+          await writeStatus(writer.custom, ns, name, desired, status);
           this.counters.statusWrites++;
           const metric = rollbackMetricReason(isPhase(status?.phase) && status?.observedGeneration === gen ? { phase: status.phase, reason: String(status.reason ?? ''), message: '' } : undefined, desired);
           if (metric) this.#o.metrics?.rollback(key, metric);
@@ -461,7 +533,8 @@ export class KubeController {
       this.#phases.set(name, status.phase);
     }
 
-    return av ? this.#routing(raw, av, endpoints) : undefined;
+    const routing = av && !(startup?.failed || isStartupFailure(gen, status)) ? this.#routing(raw, av, endpoints) : undefined;
+    return { routing, requeueAfterMs: startup?.failed === false ? startup.inMs : undefined };
   }
 
   #publish(): void {
@@ -481,6 +554,60 @@ export class KubeController {
       this.#log?.error({ err }, 'onTable callback threw');
     }
   }
+}
+
+// ---- startupTimeout (healthCheck.startupTimeout), as local mode enforces it ----
+
+/** Reason local mode gives a version whose instances never became ready in time (controller.ts). */
+export const STARTUP_TIMEOUT_REASON = 'NotReady';
+
+/** The status says this generation already failed its startup deadline (sticky, like local mode's Failed). */
+export function isStartupFailure(generation: number, status: Partial<KubeStatus> | undefined): boolean {
+  return status?.observedGeneration === generation && status.phase === 'Failed' && status.reason === STARTUP_TIMEOUT_REASON;
+}
+
+/**
+ * Whether this generation missed its startup deadline: no endpoint ever ready (no status.timestamps.ready in
+ * this generation) within startupTimeoutMs counted from status.timestamps.created of this generation, and
+ * at the earliest from when this replica became leader (as local mode counts from the controller's start:
+ * time without a leader does not count). Undefined when not applicable (ready once, or ready now).
+ */
+export function startupDeadline(
+  generation: number,
+  status: Partial<KubeStatus> | undefined,
+  startupTimeoutMs: number,
+  readyEndpoints: number,
+  leaderSince: number,
+  now: number,
+): { failed: true; message: string } | { failed: false; inMs: number } | undefined {
+  const message = `no instance became ready within ${startupTimeoutMs / 1000}s`;
+  if (isStartupFailure(generation, status)) return { failed: true, message: status?.message || message };
+  const sameGen = status?.observedGeneration === generation;
+  if (sameGen && status?.timestamps?.ready) return undefined;
+  if (readyEndpoints > 0) return undefined;
+  if (sameGen && status?.phase === 'Failed') return undefined; // failed for another reason (invalid spec)
+  const created = sameGen ? Date.parse(status?.timestamps?.created ?? '') : NaN;
+  const from = Math.max(Number.isFinite(created) ? created : now, leaderSince);
+  const due = from + startupTimeoutMs;
+  if (now >= due) return { failed: true, message };
+  return { failed: false, inMs: due - now };
+}
+
+/** The status computed from observations, turned into local mode's startup failure: phase Failed, reason
+ *  NotReady, Ready=False with the same reason, no traffic, timestamps.failed; never a ready/serving stamp. */
+export function startupTimeoutStatus(computed: KubeStatus, previous: Partial<KubeStatus> | undefined, message: string, now: number): KubeStatus {
+  const timestamps = { ...computed.timestamps };
+  delete timestamps.ready;
+  delete timestamps.serving;
+  delete timestamps.promoted;
+  timestamps.failed ??= new Date(now).toISOString();
+  const prevReady = Array.isArray(previous?.conditions) ? previous!.conditions.find((c) => c.type === 'Ready') : undefined;
+  const conditions = computed.conditions.map((c) => {
+    if (c.type !== 'Ready') return c;
+    const since = prevReady?.status === 'False' && prevReady.lastTransitionTime ? prevReady.lastTransitionTime : c.status === 'False' ? c.lastTransitionTime : new Date(now).toISOString();
+    return { ...c, status: 'False' as const, reason: STARTUP_TIMEOUT_REASON, message, lastTransitionTime: since };
+  });
+  return { ...computed, phase: 'Failed', reason: STARTUP_TIMEOUT_REASON, message, traffic: 0, timestamps, conditions };
 }
 
 function countPhases(phases: Map<string, Phase>): Partial<Record<Phase, number>> {

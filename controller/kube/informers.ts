@@ -1,9 +1,12 @@
 // Informers: client-node's ListWatch (list, then watch from the list's resourceVersion; a 410 Gone makes it
 // re-list) plus what it leaves to the caller: it stops on any other error, so we restart it with
 // exponential backoff, and we report when the first list has landed in the cache (synced).
+// Watches ask for BOOKMARK events (allowWatchBookmarks=true, as client-go's reflector does): the server then
+// tells a quiet watch how far the resourceVersion has moved, so a reconnect resumes from a recent version
+// instead of one the server may have compacted away (which would cost a full re-list after a 410).
 
 import { EventEmitter } from 'node:events';
-import { makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
+import { ListWatch, Watch, type Informer, type KubeConfig, type KubernetesListObject, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { describeError } from './client.js';
 
@@ -70,7 +73,7 @@ export class Watched<T extends KubernetesObject> extends EventEmitter<WatchedEve
       });
       return result;
     };
-    this.#informer = makeInformer<T>(opts.kubeConfig, opts.path, list, opts.labelSelector);
+    this.#informer = new ListWatch<T>(opts.path, bookmarkingWatch(opts.kubeConfig), list, false, opts.labelSelector);
     this.#informer.on('add', (o) => this.#changed(o, 'add'));
     this.#informer.on('update', (o) => this.#changed(o, 'update'));
     this.#informer.on('delete', (o) => this.#changed(o, 'delete'));
@@ -133,4 +136,12 @@ export class Watched<T extends KubernetesObject> extends EventEmitter<WatchedEve
     }, delay);
     this.#timer.unref();
   }
+}
+
+/** client-node's Watch, asking the server for BOOKMARK events on every watch request. */
+function bookmarkingWatch(kc: KubeConfig): Watch {
+  const w = new Watch(kc);
+  const watch = w.watch.bind(w);
+  w.watch = (path, queryParams, callback, done) => watch(path, { ...queryParams, allowWatchBookmarks: true }, callback, done);
+  return w;
 }

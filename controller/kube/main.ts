@@ -27,7 +27,8 @@ Flags:
   --admin HOST:PORT       /healthz, /readyz and /metrics (default 0.0.0.0:9090; "off" to disable)
   --identity NAME         this replica's Lease identity (default $POD_NAME, else the host name)
   --lease-name NAME       Lease object name (default molt-controller)
-  --lease-duration DUR    Lease duration, at least 1s (default 15s); renewals every third of it
+  --lease-duration DUR    Lease duration, at least 1s (default 15s); renewals every 2/15 of it, step down after 2/3
+  --resync-period DUR     reconcile every AppVersion again this often without events (default 5m; 0 = never)
   --log-level LEVEL       ${LOG_LEVELS.join('|')} (default info)
 `;
 
@@ -51,6 +52,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
       identity: { type: 'string' },
       'lease-name': { type: 'string', default: 'molt-controller' },
       'lease-duration': { type: 'duration', default: '15s', minMs: 1000 },
+      'resync-period': { type: 'duration', default: '5m' },
       'log-level': { type: 'logLevel', default: 'info' },
     },
     'controller --kubernetes',
@@ -61,6 +63,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
   const adminAddr = flags.admin === 'off' ? null : parseHostPort(flags.admin, 'admin');
   log ??= createLogger(flags['log-level']);
   const leaseDurationMs = flags['lease-duration'];
+  const resyncMs = flags['resync-period'];
   const kubeConfig = loadKubeConfig(flags.kubeconfig);
   const namespace = resolveNamespace(kubeConfig, flags.namespace);
   const metrics = new MoltMetrics();
@@ -73,7 +76,10 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
     identity: flags.identity,
     leaseName: flags['lease-name'],
     leaseDurationMs,
-    renewMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
+    // client-go's proportions (15s lease: renew every 2s, give up after 10s): several renewals fit before
+    // the renew deadline, so one slow or failed renewal does not cost the leadership.
+    renewMs: Math.max(100, Math.round((leaseDurationMs * 2) / 15)),
+    resyncMs,
     metrics,
     log,
   });

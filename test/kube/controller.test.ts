@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import { FakeApiServer } from './fake-apiserver.js';
 import { NS, dockerAV, endpointSlice, replica, serversAV, versionsOf, waitFor } from './helpers.js';
 
-async function setup(t: import('node:test').TestContext) {
+async function setup(t: import('node:test').TestContext, extra: Parameters<typeof replica>[2] = {}) {
   const server = new FakeApiServer();
   await server.start();
-  const r = await replica(server, 'replica-a');
+  const r = await replica(server, 'replica-a', extra);
   t.after(async () => {
     await r.stop();
     await server.close();
@@ -107,11 +107,63 @@ test('docker runtime: Deployment + Service with owner references, routes to read
   await r.controller.idle();
   assert.equal(server.requests.filter((q) => q.method === 'PUT' && q.path.includes('/deployments/')).length, writes + 1);
 
-  // Deleting the AppVersion garbage-collects the Deployment and Service and drops the route.
+  // Deleting the AppVersion: the route goes at once, before the garbage collector has removed anything
+  // (molt must not route to a Deployment whose AppVersion is gone, nor delete or recreate it itself).
+  server.pauseGc();
   server.remove('appversions', NS, 'web-v1');
+  await waitFor('route dropped', () => versionsOf(r.sidecar.last, 'web').length === 0);
+  await r.controller.idle();
+  assert.ok(server.get('deployments', NS, 'web-v1'), 'the Deployment is the garbage collector\'s to delete');
+  // The garbage collector deletes the owned objects later; molt's caches follow and it recreates nothing.
+  server.resumeGc();
+  await waitFor('Deployment gone from molt\'s cache', () => r.controller.informers.deployments.list().length === 0);
+  await waitFor('Service gone from molt\'s cache', () => r.controller.informers.services.list().length === 0);
+  await r.controller.idle();
   assert.equal(server.get('deployments', NS, 'web-v1'), undefined);
   assert.equal(server.get('services', NS, 'web-v1'), undefined);
-  await waitFor('route dropped', () => versionsOf(r.sidecar.last, 'web').length === 0);
+  assert.equal(server.requests.filter((q) => q.method === 'POST' && q.path.endsWith('/deployments')).length, 1, 'created once, never recreated');
+});
+
+test('an AppVersion held by a finalizer: routing stops at deletionTimestamp, status is left alone, workloads go after the finalizer', async (t) => {
+  const { server, r } = await setup(t);
+  server.create('appversions', NS, dockerAV('fin-v1', 'fin', '1.0.0', {}));
+  server.modify('appversions', NS, 'fin-v1', (o) => { o.metadata.finalizers = ['example.com/backup']; });
+  await waitFor('deployment', () => server.get('deployments', NS, 'fin-v1'));
+  server.create('endpointslices', NS, endpointSlice('fin-v1', [{ ip: '10.0.3.1', ready: true }]));
+  await waitFor('routed', () => versionsOf(r.sidecar.last, 'fin').length === 1);
+  await waitFor('Serving', () => server.get('appversions', NS, 'fin-v1')?.status?.phase === 'Serving');
+  await r.controller.idle();
+
+  server.remove('appversions', NS, 'fin-v1');
+  const deleting = server.get('appversions', NS, 'fin-v1')!;
+  assert.ok(deleting.metadata.deletionTimestamp, 'still there, being deleted');
+  await waitFor('route dropped at deletionTimestamp', () => versionsOf(r.sidecar.last, 'fin').length === 0);
+  await r.controller.idle();
+  const statusWrites = r.controller.counters.statusWrites;
+  assert.deepEqual(server.get('appversions', NS, 'fin-v1')!.status, deleting.status, 'no status writes to an object being deleted');
+  assert.ok(server.get('deployments', NS, 'fin-v1'), 'owner still exists: its Deployment stays');
+
+  // The other controller finishes: the object goes, then the garbage collector takes its Deployment.
+  server.modify('appversions', NS, 'fin-v1', (o) => { o.metadata.finalizers = []; });
+  assert.equal(server.get('appversions', NS, 'fin-v1'), undefined);
+  await waitFor('Deployment collected and seen', () => r.controller.informers.deployments.list().length === 0);
+  await r.controller.idle();
+  assert.equal(server.get('deployments', NS, 'fin-v1'), undefined, 'molt did not recreate it');
+  assert.equal(r.controller.counters.statusWrites, statusWrites);
+});
+
+test('kubectl delete --cascade=foreground: molt does not recreate the workloads the garbage collector deletes first', async (t) => {
+  const { server, r } = await setup(t);
+  server.create('appversions', NS, dockerAV('fg-v1', 'fg', '1.0.0'));
+  await waitFor('deployment', () => server.get('deployments', NS, 'fg-v1') && server.get('services', NS, 'fg-v1'));
+  await r.controller.idle();
+  server.remove('appversions', NS, 'fg-v1', 'Foreground');
+  await waitFor('AppVersion gone after its dependents', () => !server.get('appversions', NS, 'fg-v1'));
+  await waitFor('caches empty', () => r.controller.informers.deployments.list().length === 0 && r.controller.informers.appversions.list().length === 0);
+  await r.controller.idle();
+  assert.equal(server.get('deployments', NS, 'fg-v1'), undefined);
+  assert.equal(server.get('services', NS, 'fg-v1'), undefined);
+  assert.equal(server.requests.filter((q) => q.method === 'POST' && q.path.endsWith('/deployments')).length, 1, 'created once, never recreated');
 });
 
 test('a sidecar failure report becomes a RolledBack status and a rolledBack route', async (t) => {
@@ -149,12 +201,18 @@ test('a sidecar failure report becomes a RolledBack status and a rolledBack rout
 
 test('invalid specs and the process runtime are reported in status, never routed', async (t) => {
   const { server, r } = await setup(t);
-  server.create('appversions', NS, { apiVersion: 'molt.dev/v1alpha1', kind: 'AppVersion', metadata: { name: 'bad' }, spec: { app: 'bad', version: '1', servers: [{ host: '', port: 99999 }] } });
+  // Valid for the CRD schema (the apiserver admits it), invalid for molt: GRADUAL weights must increase.
+  server.create('appversions', NS, {
+    apiVersion: 'molt.dev/v1alpha1',
+    kind: 'AppVersion',
+    metadata: { name: 'bad' },
+    spec: { app: 'bad', version: '1', servers: [{ host: '127.0.0.1', port: 7001 }], transition: { mode: 'GRADUAL', steps: [{ weight: 50, pause: '1m' }, { weight: 10 }] } },
+  });
   server.create('appversions', NS, { apiVersion: 'molt.dev/v1alpha1', kind: 'AppVersion', metadata: { name: 'proc' }, spec: { app: 'proc', version: '1', process: { command: 'node' } } });
   const bad = await waitFor('bad status', () => server.get('appversions', NS, 'bad')?.status);
   assert.equal(bad.phase, 'Failed');
   assert.equal(bad.reason, 'InvalidSpec');
-  assert.match(bad.message, /spec\.servers/);
+  assert.match(bad.message, /spec\.transition\.steps\[1\]\.weight/);
   const proc = await waitFor('proc status', () => server.get('appversions', NS, 'proc')?.status);
   assert.equal(proc.reason, 'UnsupportedRuntime');
   await r.controller.idle();
@@ -168,4 +226,54 @@ test('reconcile errors are retried with backoff and counted', async (t) => {
   await waitFor('status after retries', () => server.get('appversions', NS, 'flaky')?.status?.phase === 'Serving');
   assert.ok(r.controller.queue.failures >= 2);
   await waitFor('routed', () => versionsOf(r.sidecar.last, 'flaky').length === 1);
+});
+
+test('healthCheck.startupTimeout: a version never ready in time is Failed (NotReady), scaled to zero, never routed; a new generation starts over', async (t) => {
+  const { server, r } = await setup(t);
+  // No event arrives after the Deployment is created: only a requeue-after can notice the deadline.
+  server.create('appversions', NS, dockerAV('slow-v1', 'slow', '1.0.0', { healthCheck: { path: '/healthz', startupTimeout: '1s' } }));
+  const starting = await waitFor('Starting', () => {
+    const o = server.get('appversions', NS, 'slow-v1');
+    return o?.status?.phase === 'Starting' ? o : undefined;
+  });
+  const failed = await waitFor('Failed', () => {
+    const o = server.get('appversions', NS, 'slow-v1');
+    return o?.status?.phase === 'Failed' ? o.status : undefined;
+  }, 6000);
+  // Same reason and message as local mode (controller/controller.ts).
+  assert.equal(failed.reason, 'NotReady');
+  assert.equal(failed.message, 'no instance became ready within 1s');
+  assert.equal(failed.traffic, 0);
+  assert.ok(failed.timestamps.failed);
+  assert.ok(Date.parse(failed.timestamps.failed) - Date.parse(starting.status.timestamps.created) >= 1000);
+  const ready = failed.conditions.find((c: { type: string }) => c.type === 'Ready');
+  assert.deepEqual([ready.status, ready.reason], ['False', 'NotReady']);
+  await waitFor('scaled to zero', () => server.get('deployments', NS, 'slow-v1')?.spec.replicas === 0);
+
+  // Pods that turn ready after the deadline do not bring it back in this generation.
+  server.create('endpointslices', NS, endpointSlice('slow-v1', [{ ip: '10.0.4.1', ready: true }]));
+  await waitFor('slice seen', () => r.controller.informers.endpointslices.list().length === 1);
+  await r.controller.idle();
+  assert.equal(versionsOf(r.controller.table, 'slow').length, 0);
+  assert.equal(server.get('appversions', NS, 'slow-v1')!.status.phase, 'Failed');
+
+  // A spec edit is a new rollout: the deadline starts again and ready pods are routed.
+  server.modify('appversions', NS, 'slow-v1', (o) => { o.spec.healthCheck.startupTimeout = '1h'; });
+  await waitFor('routed in the new generation', () => versionsOf(r.sidecar.last, 'slow').length === 1);
+  const st = server.get('appversions', NS, 'slow-v1')!.status;
+  assert.equal(st.phase, 'Serving');
+  assert.equal(st.observedGeneration, 2);
+  await waitFor('scaled back up', () => server.get('deployments', NS, 'slow-v1')?.spec.replicas === 2);
+});
+
+test('periodic resync reconciles every key again without any event', async (t) => {
+  const { server, r } = await setup(t, { resyncMs: 150 });
+  server.create('appversions', NS, serversAV('rs-v1', 'rs', '1.0.0', 7601));
+  await waitFor('routed', () => versionsOf(r.sidecar.last, 'rs').length === 1);
+  await r.controller.idle();
+  const runs = r.controller.queue.runs;
+  const events = server.requests.length;
+  await waitFor('two resyncs', () => r.controller.counters.resyncs >= 2 && r.controller.queue.runs >= runs + 2);
+  // Nothing changed, so the resyncs wrote nothing (only the Lease is renewed meanwhile).
+  assert.deepEqual(server.requests.slice(events).filter((q) => q.method !== 'GET' && !q.path.includes('/leases/')), []);
 });

@@ -1,6 +1,7 @@
 // client-node's ListWatch through our Watched wrapper, against the fake apiserver: watch disconnects,
-// BOOKMARKs, 410 Gone re-lists (as an ERROR event and as an HTTP status), and list failures with backoff.
-// Also the controller end to end across those.
+// BOOKMARKs (asked for, and sparing a re-list), 410 Gone re-lists (as an ERROR event and as an HTTP status),
+// and list failures with backoff. Also the controller end to end across those, including a watch that
+// could not reconnect until its resourceVersion had left the server's bounded history.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -11,8 +12,8 @@ import type { RawAppVersion } from '../../controller/kube/controller.js';
 import { FakeApiServer } from './fake-apiserver.js';
 import { NS, kubeConfigFor, replica, serversAV, versionsOf, waitFor } from './helpers.js';
 
-async function setup(t: import('node:test').TestContext) {
-  const server = new FakeApiServer();
+async function setup(t: import('node:test').TestContext, opts: ConstructorParameters<typeof FakeApiServer>[0] = {}) {
+  const server = new FakeApiServer(opts);
   await server.start();
   const kc = kubeConfigFor(server);
   const custom = kc.makeApiClient(CustomObjectsApi);
@@ -56,18 +57,20 @@ test('list then watch from the list resourceVersion; a dropped watch resumes fro
   await waitFor('a updated', () => events.includes('update:a'));
 });
 
-test('BOOKMARK events advance the resourceVersion used to resume', async (t) => {
-  const { server, w } = await setup(t);
+test('watches ask for BOOKMARKs, which keep a quiet watch resumable after the server\'s history moved on', async (t) => {
+  // A short history: a few changes elsewhere push our last resourceVersion out of the kept window.
+  const { server, w } = await setup(t, { historyLimit: 3 });
   await w.start();
   await waitFor('watching', () => server.activeWatches === 1);
-  // Changes to another namespace move the global resourceVersion without events on our watch.
-  server.create('appversions', 'elsewhere', serversAV('z', 'x', '1', 1));
+  assert.equal(watches(server)[0]!.query.allowWatchBookmarks, 'true');
+  for (let i = 0; i < 5; i++) server.create('appversions', 'elsewhere', serversAV(`z${i}`, 'x', '1', 1));
   server.bookmark();
   const rv = server.resourceVersion;
   await waitFor('bookmark applied', () => w.resourceVersion === rv);
   server.closeWatches();
-  await waitFor('re-watch', () => watches(server).length === 2);
+  await waitFor('re-watch', () => watches(server).length === 2 && server.activeWatches === 1);
   assert.equal(watches(server)[1]!.query.resourceVersion, rv);
+  assert.equal(w.lists, 1, 'resumed from the bookmark: no 410, no re-list');
 });
 
 for (const mode of ['ERROR event', 'HTTP status'] as const) {
@@ -127,4 +130,34 @@ test('the controller keeps routing right across watch drops and 410 re-lists', a
   server.remove('appversions', NS, 's-v1');
   await waitFor('re-listed', () => r.controller.informers.appversions.lists > lists);
   await waitFor('v1 gone after re-list', () => versionsOf(r.sidecar.last, 's').map((v) => v.id).join() === 's-v2');
+});
+
+test('the controller heals after its watches could not reconnect until the server had dropped their history (410, re-list)', async (t) => {
+  const server = new FakeApiServer({ historyLimit: 4 });
+  await server.start();
+  const r = await replica(server, 'replica-a');
+  t.after(async () => {
+    server.releaseWatches();
+    await r.stop();
+    await server.close();
+  });
+  await r.controller.start();
+  await waitFor('leader', () => r.controller.isLeader);
+  server.create('appversions', NS, serversAV('h-v1', 'h', '1.0.0', 7701));
+  server.create('appversions', NS, serversAV('h-v2', 'h', '2.0.0', 7702));
+  await waitFor('both routed', () => versionsOf(r.sidecar.last, 'h').length === 2);
+  await r.controller.idle();
+  const lists = r.controller.informers.appversions.lists;
+
+  // The watches drop and cannot come back for a while; meanwhile more happens than the server keeps.
+  server.holdWatches();
+  server.closeWatches();
+  server.remove('appversions', NS, 'h-v1');
+  server.create('appversions', NS, serversAV('h-v3', 'h', '3.0.0', 7703));
+  for (let i = 0; i < 5; i++) server.create('appversions', NS, serversAV(`noise-${i}`, `noise${i}`, '1', 7710 + i));
+  server.releaseWatches();
+
+  await waitFor('re-listed after 410', () => r.controller.informers.appversions.lists > lists);
+  await waitFor('routes healed', () => versionsOf(r.sidecar.last, 'h').map((v) => v.id).sort().join() === 'h-v2,h-v3');
+  await waitFor('status for what it missed', () => server.get('appversions', NS, 'h-v3')?.status?.phase === 'Serving');
 });

@@ -121,7 +121,7 @@ test('WorkQueue merges duplicates, never runs one key twice at once, retries fai
   assert.equal(q.failures, 2);
 });
 
-test('fake apiserver patch and selector helpers', () => {
+test('self-test of the double: merge patch (RFC 7386), JSON patch (RFC 6902), label selectors', () => {
   assert.deepEqual(mergePatch({ a: 1, b: { c: 2, d: 3 } }, { b: { c: null, e: 4 }, f: [1] }), { a: 1, b: { d: 3, e: 4 }, f: [1] });
   const doc = applyJsonPatch({ metadata: { annotations: {} }, list: [1, 2] }, [
     { op: 'add', path: '/metadata/annotations/a~1b', value: 'x' },
@@ -135,4 +135,45 @@ test('fake apiserver patch and selector helpers', () => {
   assert.equal(sel({ app: 'x', managed: '' }), true);
   assert.equal(sel({ app: 'x', managed: '', legacy: '1' }), false);
   assert.equal(sel({ app: 'x', tier: 'db', managed: '' }), false);
+});
+
+test('WorkQueue: a handler result asks for a requeue-after; a waiting key keeps the earlier time; an error wins', async () => {
+  const runs: Array<[string, number]> = [];
+  const t0 = Date.now();
+  let again = true;
+  const q = new WorkQueue(async (key) => {
+    runs.push([key, Date.now() - t0]);
+    if (key === 'r' && again) {
+      again = false;
+      return { requeueAfterMs: 60 };
+    }
+    return undefined;
+  });
+  q.start();
+  q.add('r');
+  await waitFor('requeued run', () => runs.filter(([k]) => k === 'r').length === 2);
+  assert.ok(runs[1]![1] >= 50, 'not before the requested delay');
+  assert.equal(q.delayed, 0);
+  q.addAfter('x', 10_000);
+  q.addAfter('x', 20);
+  await waitFor('the earlier time wins', () => runs.some(([k]) => k === 'x'));
+  q.stop();
+});
+
+test('startupDeadline: counted from this generation\'s created stamp (at the earliest leadership), sticky once failed', async () => {
+  const { startupDeadline, startupTimeoutStatus, isStartupFailure } = await import('../../controller/kube/controller.js');
+  const created = Date.parse('2030-01-01T00:00:00Z');
+  const status = computeStatus({ generation: 1, current: undefined, runtime: 'docker', deploymentExists: true, readyEndpoints: 0, rollback: undefined, promoted: false, traffic: undefined, now: created });
+  assert.deepEqual(startupDeadline(1, status, 60_000, 0, 0, created + 10_000), { failed: false, inMs: 50_000 });
+  assert.deepEqual(startupDeadline(1, status, 60_000, 0, created + 30_000, created + 40_000), { failed: false, inMs: 50_000 }, 'time without a leader does not count');
+  assert.deepEqual(startupDeadline(1, status, 60_000, 0, 0, created + 60_000), { failed: true, message: 'no instance became ready within 60s' });
+  assert.equal(startupDeadline(1, status, 60_000, 1, 0, created + 60_000), undefined, 'ready now');
+  assert.deepEqual(startupDeadline(2, status, 60_000, 0, 0, created + 90_000), { failed: false, inMs: 60_000 }, 'a new generation starts over');
+  const failed = startupTimeoutStatus(status, status, 'no instance became ready within 60s', created + 60_000);
+  assert.ok(isStartupFailure(1, failed));
+  assert.equal(startupDeadline(1, failed, 60_000, 3, 0, created + 70_000)?.failed, true, 'sticky for the generation');
+  assert.equal(isStartupFailure(2, failed), false);
+  const ready = computeStatus({ generation: 1, current: status, runtime: 'docker', deploymentExists: true, readyEndpoints: 1, rollback: undefined, promoted: false, traffic: undefined, now: created + 1000 });
+  const unready = computeStatus({ generation: 1, current: ready, runtime: 'docker', deploymentExists: true, readyEndpoints: 0, rollback: undefined, promoted: false, traffic: undefined, now: created + 2000 });
+  assert.equal(startupDeadline(1, unready, 60_000, 0, 0, created + 90_000), undefined, 'ready once in this generation: the startup deadline no longer applies');
 });
