@@ -86,7 +86,7 @@ if ('missing' in env) {
   test('a prometheus binary is installed (CI runs these tests)', () => assert.fail(env.missing));
 }
 
-describe('Prometheus provider against a real Prometheus', { skip: 'skip' in env ? env.skip : false }, () => {
+describe('Prometheus provider against a real Prometheus', { skip: 'bin' in env ? false : 'skip' in env ? env.skip : env.missing }, () => {
   let prom: PrometheusHandle;
   let app: http.Server;
   /** The values the app exposes, per version. */

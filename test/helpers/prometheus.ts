@@ -86,19 +86,22 @@ export async function startPrometheus(bin: string, jobs: ScrapeJob[], opts: { sc
   let lastError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const handle = launch(bin, dir, port);
+    let handle: PrometheusHandle | undefined;
     try {
-      await waitFor('prometheus /-/ready', async () => {
-        if (handle.child.exitCode !== null || handle.child.signalCode !== null) throw new ExitedEarly(handle.log());
-        const res = await fetch(`${handle.url}/-/ready`, { signal: AbortSignal.timeout(1000) });
+      const h = (handle = launch(bin, dir, port));
+      // waitFor retries on exceptions, so an early exit is returned, not thrown.
+      const state = await waitFor('prometheus /-/ready', async () => {
+        if (h.child.exitCode !== null || h.child.signalCode !== null || h.log().includes('spawn error:')) return 'exited';
+        const res = await fetch(`${h.url}/-/ready`, { signal: AbortSignal.timeout(1000) });
         await res.arrayBuffer();
-        return res.status === 200;
+        return res.status === 200 && 'ready';
       }, 30_000);
-      return handle;
+      if (state === 'exited') throw new ExitedEarly(h.log());
+      return h;
     } catch (err) {
-      await handle.stop();
+      await handle?.stop();
       lastError = err as Error;
-      if (!/address already in use/.test(handle.log())) break;
+      if (!handle || !/address already in use/.test(handle.log())) break;
     }
   }
   fs.rmSync(dir, { recursive: true, force: true });
