@@ -47,10 +47,26 @@ test('a version 40 ms slower fails latency, and the message names the numbers', 
   assert.equal(r.errors!.verdict, 'Pass');
   assert.ok(r.latency!.pValue < 1e-10);
   assert.ok(Math.abs(r.latency!.shiftMicros - 40_000) < 0.02 * 61_000, String(r.latency!.shiftMicros));
-  assert.match(r.message, /^latency: p50 6\d ms vs 2\d ms \(\+19\d %\), U-test p<0\.001/);
+  assert.match(r.message, /^latency: p50 6\d ms vs 2\d ms \(\+19\d %\), U-test p<0\.001; typical slowdown \+1\d\d % \(limit \+20 %\), shift \+4\d ms/);
+  assert.ok(r.latency!.relativeShift > 1.5 && r.latency!.relativeShift < 2.2, String(r.latency!.relativeShift));
   assert.ok(!r.message.includes('errors'), 'only the failing metric is in the overall message');
   assert.equal(r.latency!.test, 'mann-whitney-asymptotic');
   assert.ok(Math.abs(r.latency!.baseline.p50Micros - 21_000) < 0.03 * 21_000);
+});
+
+test('a proportional slowdown on a wide distribution fails: the effect is a ratio, not a shift over the median', () => {
+  // σ = 2 (p95/p50 ≈ 27): every request 30 % slower. The additive Hodges–Lehmann shift is only
+  // ~15 % of the baseline median here; the ratio estimate sees the 30 %.
+  const wide = (seed: number, factor: number) => {
+    const r = rng(seed);
+    const h = new LatencyHistogram();
+    for (let i = 0; i < 20_000; i++) h.record(factor * 20_000 * Math.exp(2 * Math.sqrt(-2 * Math.log(r())) * Math.cos(2 * Math.PI * r())));
+    return h;
+  };
+  const r = judge(windowOf(wide(1, 1)), windowOf(wide(2, 1.3)), CFG);
+  assert.ok(Math.abs(r.latency!.relativeShift - 0.3) < 0.06, String(r.latency!.relativeShift));
+  assert.ok(r.latency!.shiftMicros / r.latency!.baseline.p50Micros < 0.2, 'the additive shift understates it');
+  assert.equal(r.latency!.verdict, 'Fail', r.latency!.message);
 });
 
 test('significance alone does not fail: a 1 µs shift on a million requests passes', () => {

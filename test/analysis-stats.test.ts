@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  compareProportions, exactUpperTail, fisherExact, fromHistogram, fromValues, hodgesLehmann, mannWhitneyU, normalSf,
+  compareProportions, exactUpperTail, fisherExact, fromHistogram, fromValues, hodgesLehmann, hodgesLehmannRatio, mannWhitneyU, normalSf,
   twoProportionZTest, type Alternative,
 } from '../controller/analysis/stats.js';
 import { LatencyHistogram } from '../common/latency-histogram.js';
@@ -171,6 +171,18 @@ test('Hodges–Lehmann on latency histograms recovers a 40 ms shift to bin preci
   assert.equal(hodgesLehmann(base, base.clone()), 0);
   const s = fromHistogram(base);
   assert.equal(s.n, 5000);
+});
+
+test('Hodges–Lehmann ratio: median of pairwise ratios (geometric mean of the middle two when even)', () => {
+  // np.exp(np.median(np.subtract.outer(np.log(x), np.log(y))))
+  close(hodgesLehmannRatio(fromValues([19, 22, 16, 29, 24]), fromValues([20, 11, 17, 12])), 1.4522709489247898, 1e-12, 'docs example');
+  close(hodgesLehmannRatio(fromValues([1, 4, 9]), fromValues([2, 3, 5, 6, 7, 8, 10])), 0.6666666666666666, 1e-12, '3v7');
+  const x = Array.from({ length: 300 }, (_, i) => ((i * 7) % 50) + 10);
+  const y = Array.from({ length: 300 }, (_, i) => ((i * 13) % 50) + 1);
+  close(hodgesLehmannRatio(fromValues(x), fromValues(y)), 1.352941176470588, 1e-12, '300v300');
+  // Scale-free: every value × 1.3 gives exactly 1.3 at any spread.
+  const wide = Array.from({ length: 200 }, (_, i) => 10 * 1.05 ** i);
+  close(hodgesLehmannRatio(fromValues(wide.map((v) => v * 1.3)), fromValues(wide)), 1.3, 1e-12, 'scale');
 });
 
 test('Fisher\'s exact test: lady tasting tea (Fisher 1935, one-sided p = 0.2429) and scipy.stats.fisher_exact', () => {

@@ -248,6 +248,31 @@ export function hodgesLehmann(xIn: Sparse | LatencyHistogram, yIn: Sparse | Late
   return (kthDifference(x, y, pairs / 2) + kthDifference(x, y, pairs / 2 + 1)) / 2;
 }
 
+/**
+ * Hodges–Lehmann estimate of a multiplicative shift: the median of all ratios x_i / y_j (for an
+ * even count, the geometric mean of the two middle ones) — the HL shift of log values. Scale-free:
+ * a version 30 % slower on every request gives 1.3 however wide the distribution, where the
+ * additive shift relative to the median understates it on wide distributions. Values ≤ 0.5 (bin 0
+ * of a histogram) count as 0.5 µs.
+ */
+export function hodgesLehmannRatio(xIn: Sparse | LatencyHistogram, yIn: Sparse | LatencyHistogram): number {
+  const log = (s: Sparse): Sparse => {
+    // log is increasing, and values ≤ 0.5 merge into one, so order and distinctness hold.
+    const values: number[] = [];
+    const counts: number[] = [];
+    for (let i = 0; i < s.values.length; i++) {
+      const v = Math.log(Math.max(0.5, s.values[i]!));
+      if (values.length && values[values.length - 1] === v) counts[counts.length - 1]! += s.counts[i]!;
+      else {
+        values.push(v);
+        counts.push(s.counts[i]!);
+      }
+    }
+    return { values: Float64Array.from(values), counts: Float64Array.from(counts), n: s.n };
+  };
+  return Math.exp(hodgesLehmann(log(asSparse(xIn)), log(asSparse(yIn))));
+}
+
 /** Number of pairs with x − y ≤ d. */
 function pairsAtMost(x: Sparse, y: Sparse, d: number): number {
   // For each x value v: the y with v − y > d are a prefix of y that grows with v, so one pointer
