@@ -35,7 +35,7 @@ export interface WindowData {
 }
 
 export interface LatencyCriterion {
-  /** Allowed increase of the median as a fraction: "20%" → 0.2. */
+  /** Allowed typical slowdown (Hodges–Lehmann ratio − 1) as a fraction: "20%" → 0.2. */
   maxIncrease: number;
   /** 0.98 → fail only at p < 0.02. */
   confidence: number;

@@ -61,9 +61,9 @@ export const ANALYSIS_PATTERN_HINTS: Record<string, string> = {
   [QUERY_NAME_PATTERN]: 'lower-case letters, digits, "-" and "_", e.g. "checkout-success"',
 };
 
-const latency = object('Latency: Mann–Whitney U test of canary against baseline; fails when the canary is significantly slower AND its median shift (Hodges–Lehmann) exceeds maxIncrease.', {
+const latency = object('Latency: Mann–Whitney U test of canary against baseline; fails when the canary is significantly slower AND its typical slowdown (Hodges–Lehmann: median of canary/baseline latency ratios) exceeds maxIncrease.', {
   enabled: bool('Judge latency. Default true.'),
-  maxIncrease: str('Allowed increase of the median relative to the baseline, e.g. "20%". Default "20%".', { pattern: PERCENT_PATTERN }),
+  maxIncrease: str('Allowed typical slowdown relative to the baseline, e.g. "20%". Default "20%".', { pattern: PERCENT_PATTERN }),
   confidence,
 });
 
