@@ -205,6 +205,15 @@ describe('compareResponses', () => {
     assert.equal(r.differences.length, 1);
     assert.ok(r.differences[0]!.path.startsWith('$[0][0]'));
   });
+
+  it('below the depth limit a subtree is one value: equal ignoring key order, different in length or keys', () => {
+    const wrap = (inner: string) => res('{"a":'.repeat(100) + inner + '}'.repeat(100), { type: 'application/json' });
+    const depths = (x: string, y: string) => compareResponses(wrap(x), wrap(y), opts()).differences.map((d) => d.path.split('.a').length - 1);
+    assert.deepEqual(depths('{"x":1,"y":[1,2]}', '{"y":[1,2],"x":1}'), []);
+    assert.deepEqual(depths('[1,2]', '[1,2,3]'), [64]);
+    assert.deepEqual(depths('{"x":1}', '{"y":1}'), [64]);
+    assert.deepEqual(depths('{"x":1}', '{"x":1,"y":1}'), [64]);
+  });
 });
 
 describe('routeKey', () => {
