@@ -1,6 +1,7 @@
 // The CLI's client for the admin API (controller/admin-api.ts). fetch-based; every failure becomes a
 // MoltError whose code comes from the API's JSON error, so the CLI matches on codes like everywhere else.
 
+import type { Har } from '../common/har.js';
 import type { AppStatus, ControllerStatus, VersionStatus } from './controller-api.js';
 import { MoltError, type MoltErrorCode } from '../common/errors.js';
 
@@ -87,6 +88,11 @@ export class AdminClient {
       body: JSON.stringify(version === undefined ? {} : { version }),
       contentType: 'application/json',
     }) as Promise<VersionStatus>;
+  }
+
+  /** The recorded traffic of an app as HAR 1.2 (redacted). */
+  trafficHar(app: string, limit = 500): Promise<Har> {
+    return this.#request('GET', `/apps/${encodeURIComponent(app)}/traffic.har?limit=${limit}`) as Promise<Har>;
   }
 
   rollback(app: string): Promise<VersionStatus> {

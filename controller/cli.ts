@@ -9,6 +9,10 @@ import { MoltError, MoltValidationErrors } from '../common/errors.js';
 import { loadAppVersionFile, parseAppVersionText } from './load.js';
 import { printWelcome, runUp, UP_HELP } from './up.js';
 import type { ControllerStatus } from './controller-api.js';
+import type { TransitionConfig } from '../common/protocol.js';
+import { peakRisk, scheduleRisk } from '../common/mixed-version-risk.js';
+import type { PreflightEvidence } from './preflight.js';
+import { findVersion, readHarFile, replayExchanges } from './traffic.js';
 
 const MAIN_HELP = `Usage: molt <command> [flags]
 
@@ -19,8 +23,10 @@ Commands:
   status             show apps, versions, phases and traffic share
   apply -f FILE      send AppVersion resources to the running controller
   validate FILE...   check AppVersion files without applying them
-  promote APP [VER]  finish a transition now (or re-admit a rolled-back version)
+  promote APP [VER]  finish a transition now (re-admit a rolled-back version, or skip a preflight)
   rollback APP       roll the newest version of APP back now
+  traffic export APP     recorded requests of APP as HAR 1.2 (secrets redacted)
+  traffic replay FILE    send a HAR's requests to a version and compare the answers
   controller         run only the controller (local mode, or --kubernetes)
   sidecar            run only the sidecar proxy
 
@@ -44,7 +50,20 @@ const HELP: Record<string, string> = {
   up: UP_HELP,
   status: `Usage: molt status [flags]\n\nShows every app, its versions newest first, phase, traffic share and recent errors.\n${CLIENT_HELP}`,
   apply: `Usage: molt apply -f FILE [flags]\n\nValidates FILE (YAML, several documents allowed) and sends each AppVersion to the running controller.\n${CLIENT_HELP}`,
-  validate: `Usage: molt validate FILE...\n\nChecks AppVersion files and prints every error with file:line:column and field path.\nExits 1 when any file is invalid.\n`,
+  validate: `Usage: molt validate [--risk] FILE...\n\nChecks AppVersion files and prints every error with file:line:column and field path.\nExits 1 when any file is invalid.\n\n  --risk   also print the mixed-version risk a GRADUAL steps schedule causes (Imago's\n           P = s(1 - s^c), s the new version's share, c = transition.callsPerInteraction)\n`,
+  traffic: `Usage:
+  molt traffic export APP [--limit N] [flags] > app.har
+  molt traffic replay FILE --app APP --to VERSION [--compare-with VERSION] [--set 'Name: value']...
+                      [--unsafe-methods] [--concurrency N] [flags]
+
+export: the sidecar's recent recorded exchanges of APP (up to --limit, default 500) as HAR 1.2,
+        with Authorization, Cookie and Set-Cookie redacted.
+replay: sends every request of the HAR file (a molt export, or one a browser recorded) to VERSION
+        (as \`molt promote\` names versions) with x-molt-shadow: 1, and compares each answer with
+        VERSION of --compare-with (noise learned from its second answer), or with the answer recorded
+        in the file. POST/PUT/PATCH/DELETE are sent only with --unsafe-methods, never to the version
+        compared with. Exits 0 when everything matched, 1 otherwise.
+${CLIENT_HELP}`,
   promote: `Usage: molt promote APP [VERSION] [flags]\n\nSends all new traffic of APP to VERSION (default: the newest) now. Naming a rolled-back\nversion re-admits it.\n${CLIENT_HELP}`,
   rollback: `Usage: molt rollback APP [flags]\n\nRolls the newest version of APP back now; traffic returns to the previous version.\n${CLIENT_HELP}`,
 };
@@ -63,6 +82,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'validate': return await cmdValidate(rest);
       case 'promote': return await cmdPromote(rest);
       case 'rollback': return await cmdRollback(rest);
+      case 'traffic': return await cmdTraffic(rest);
       case 'controller': return await cmdController(rest);
       case 'sidecar': {
         const { runSidecar } = await import('../sidecar/main.js');
@@ -154,6 +174,9 @@ export function formatStatus(st: ControllerStatus): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) lines.push(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  '));
   if (st.apps.length === 0) lines.push('(no AppVersions yet: drop a YAML file into the versions folder)');
+  for (const app of st.apps) {
+    for (const v of app.versions) if (v.preflight) lines.push('', formatPreflight(v.preflight, `preflight ${app.app} ${v.version}`).trimEnd());
+  }
   if (st.errors.length) {
     lines.push('', 'Errors (these files are not applied; what was serving keeps serving):');
     for (const e of st.errors) lines.push(`  ${e.message}`);
@@ -183,7 +206,7 @@ async function cmdApply(argv: string[]): Promise<number> {
 }
 
 async function cmdValidate(argv: string[]): Promise<number> {
-  const args = parseCommandLine(argv, {}, 'validate');
+  const args = parseCommandLine(argv, { risk: { type: 'boolean' } }, 'validate');
   if (args.help) return help('validate');
   if (args.positionals.length === 0) throw new MoltError('MOLT_ERR_USAGE', 'molt validate needs at least one FILE');
   let bad = 0;
@@ -193,7 +216,10 @@ async function cmdValidate(argv: string[]): Promise<number> {
       bad++;
       for (const e of errors) process.stderr.write(`${e.toString()}\n`);
     } else {
-      for (const av of resources) process.stdout.write(`${path.relative('.', file) || file}: ${av.metadata.name} (app ${av.spec.app}, version ${av.spec.version}, ${av.spec.transition.mode}, ${av.spec.runtime.kind}) is valid\n`);
+      for (const av of resources) {
+        process.stdout.write(`${path.relative('.', file) || file}: ${av.metadata.name} (app ${av.spec.app}, version ${av.spec.version}, ${av.spec.transition.mode}, ${av.spec.runtime.kind}) is valid\n`);
+        if (args.values.risk) process.stdout.write(`  ${riskLine(av.spec.transition, av.spec.callsPerInteraction ?? 1)}\n`);
+      }
     }
   }
   return bad ? 1 : 0;
@@ -219,6 +245,97 @@ async function cmdRollback(argv: string[]): Promise<number> {
   const v = (await client(args.values).rollback(app)) as { name: string; version: string };
   process.stdout.write(`${app}: ${v.name} (version ${v.version}) rolled back\n`);
   return 0;
+}
+
+/** Mixed-version risk of a schedule, before anything is applied (issue 11, item 7). */
+export function riskLine(t: TransitionConfig, c: number): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  if (t.mode === 'INSTANT') return `mixed-version risk (c=${c}): INSTANT moves all new traffic at once: mean 0.00%, max 0.00% (only interactions in flight span the switch)`;
+  if (t.mode !== 'GRADUAL' || !t.steps?.length) {
+    const peak = peakRisk(c);
+    return `mixed-version risk (c=${c}): ${t.mode === 'GRADUAL' ? 'a per-request ramp' : t.mode} has no steps schedule; worst case at a ${pct(peak.share)} share: ${pct(peak.risk)}`;
+  }
+  const r = scheduleRisk(t.steps, c);
+  const steps = r.perStep.map((p, i) => `${t.steps![i]!.weight}%→${pct(p)}`).join(", ");
+  return `mixed-version risk (c=${c}): mean ${pct(r.mean)}, max ${pct(r.max)} over ${t.steps.length} steps (${steps})`;
+}
+
+async function cmdTraffic(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (!sub || sub === '--help' || sub === '-h') return help('traffic');
+  if (sub === 'export') {
+    const args = parseCommandLine(rest, { ...CLIENT_FLAGS, limit: { type: 'integer', default: 500, min: 1, max: 100_000 } }, 'traffic export');
+    if (args.help) return help('traffic');
+    const [app, extra] = args.positionals;
+    if (!app) throw new MoltError('MOLT_ERR_USAGE', 'molt traffic export needs APP');
+    if (extra !== undefined) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${extra}" (see molt traffic --help)`);
+    const har = await client(args.values).trafficHar(app, args.values.limit);
+    process.stdout.write(JSON.stringify(har, null, 2) + '\n');
+    process.stderr.write(`molt traffic export: ${har.log.entries.length} exchange(s) of ${app}\n`);
+    return 0;
+  }
+  if (sub === 'replay') {
+    const args = parseCommandLine(rest, {
+      ...CLIENT_FLAGS,
+      app: { type: 'string' },
+      to: { type: 'string' },
+      'compare-with': { type: 'string' },
+      set: { type: 'strings' },
+      'unsafe-methods': { type: 'boolean' },
+      concurrency: { type: 'integer', default: 8, min: 1, max: 256 },
+    }, 'traffic replay');
+    if (args.help) return help('traffic');
+    const [file, extra] = args.positionals;
+    if (!file) throw new MoltError('MOLT_ERR_USAGE', 'molt traffic replay needs FILE (a HAR file)');
+    if (extra !== undefined) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${extra}" (see molt traffic --help)`);
+    if (!args.values.app) throw new MoltError('MOLT_ERR_USAGE', 'molt traffic replay needs --app APP', { path: '--app' });
+    if (!args.values.to) throw new MoltError('MOLT_ERR_USAGE', 'molt traffic replay needs --to VERSION', { path: '--to' });
+    const set: Record<string, string> = {};
+    for (const h of args.values.set) {
+      const colon = h.indexOf(':');
+      if (colon <= 0) throw new MoltError('MOLT_ERR_USAGE', `--set: expected "Name: value", got "${h}"`, { path: '--set' });
+      set[h.slice(0, colon).trim()] = h.slice(colon + 1).trim();
+    }
+    const exchanges = readHarFile(file);
+    const apps = (await client(args.values).status()).apps;
+    const to = findVersion(apps, args.values.app, args.values.to);
+    const compareWith = args.values['compare-with'] ? findVersion(apps, args.values.app, args.values['compare-with']) : undefined;
+    const tty = process.stderr.isTTY;
+    let lastDraw = 0;
+    const result = await replayExchanges(exchanges, {
+      app: args.values.app, to, compareWith, set, unsafeMethods: args.values['unsafe-methods'], concurrency: args.values.concurrency,
+      onProgress: (done, total, st) => {
+        const now = Date.now();
+        if (done !== total && now - lastDraw < (tty ? 100 : 2000)) return;
+        lastDraw = now;
+        const line = `replayed ${done}/${total}: ${st.compared} compared, ${st.mismatched} mismatched, ${st.errors} errors`;
+        process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+      },
+    });
+    if (tty) process.stderr.write('\n');
+    if (args.values.json) {
+      process.stdout.write(JSON.stringify({ verdict: result.outcome.verdict, reason: result.outcome.reason, message: result.outcome.message, preflight: result.status }, null, 2) + '\n');
+    } else {
+      process.stdout.write(formatPreflight(result.status, `${args.values.app} ${to.version} vs ${compareWith ? compareWith.version : 'the recorded answers'}`));
+    }
+    return result.outcome.verdict === 'Pass' ? 0 : 1;
+  }
+  throw new MoltError('MOLT_ERR_USAGE', `unknown traffic command "${sub}" (export or replay; see molt traffic --help)`);
+}
+
+/** A preflight block (status or replay) as a few readable lines. */
+export function formatPreflight(p: PreflightEvidence, title: string): string {
+  const ms = (x: number | null) => (x === null ? '-' : `${x.toFixed(1)} ms`);
+  const lines = [
+    `${title}: ${p.verdict}${p.reason ? ` (${p.reason})` : ''}: ${p.message}`,
+    `  compared ${p.compared}, mismatched ${p.mismatched}, errors ${p.errors}, dropped ${p.dropped}, skipped ${p.skipped}`,
+    `  latency p50 ${ms(p.latency.oldP50)} → ${ms(p.latency.newP50)}, p95 ${ms(p.latency.oldP95)} → ${ms(p.latency.newP95)}`,
+  ];
+  for (const m of p.topMismatches.slice(0, 5)) {
+    const ex = m.examples[0];
+    lines.push(`  ${m.path}: ${m.count} mismatch(es)${ex ? `, e.g. ${ex.old} → ${ex.new}` : ''}`);
+  }
+  return lines.join('\n') + '\n';
 }
 
 function client(flags: { admin?: string; 'admin-token'?: string }): AdminClient {

@@ -1,3 +1,4 @@
+import type { Har } from '../common/har.js';
 import type { PreflightEvidence } from './preflight.js';
 // What the admin API (and the CLI through it) may ask of a running controller.
 // Implemented by controller/controller.ts; the admin API only depends on this interface.
@@ -62,4 +63,7 @@ export interface ControllerApi {
   promote(app: string, version?: string): Promise<VersionStatus>;
   /** Roll the newest serving version back now (reason "manual"). */
   rollback(app: string): Promise<VersionStatus>;
+  /** The sidecar's recorded exchanges of an app, redacted, as HAR 1.2 (`molt traffic export`). Optional:
+   *  a controller without a recording sidecar answers 404. */
+  trafficHar?(app: string, limit: number): Promise<Har>;
 }
