@@ -105,7 +105,7 @@ for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
 for (let c = 0; c < 6; c++) { HEX[0x41 + c] = 10 + c; HEX[0x61 + c] = 10 + c; }
 
 // Interned method strings: no allocation for common methods.
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH', 'CONNECT'];
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH', 'CONNECT', 'PRI'];
 
 function internMethod(buf: Buffer, s: number, e: number): string {
   const len = e - s;
@@ -390,6 +390,8 @@ export class HeadScanner {
           if (TOKEN[c] === 1) continue;
           if (c !== SP) return this.#fail('MOLT_ERR_HTTP_BAD_METHOD', 'invalid method');
           this.method = internMethod(buf, mark, p);
+          // PRI exists only as the start of the HTTP/2 connection preface (RFC 9113 §3.4, §11.6).
+          if (this.method === 'PRI') return this.#fail('MOLT_ERR_HTTP_BAD_METHOD', 'PRI (HTTP/2 connection preface) on HTTP/1.1');
           this.targetStart = p + 1 - start;
           state = S_TARGET;
           continue;

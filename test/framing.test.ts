@@ -201,8 +201,10 @@ const BAD_REQUESTS: [string, FramingErrorCode][] = [
   ['GET / HTTP/1.\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
   ['GET / HTTP/0.9\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
   ['GET / HTTP/3.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
-  ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'], // the target is checked first
-  ['PRI * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'MOLT_ERR_HTTP_BAD_METHOD'],
+  ['PRI * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_METHOD'],
+  ['PRI / HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_METHOD'],
+  ['TRACE * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
   ['GET * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
   ['POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
   ['options * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
