@@ -10,8 +10,13 @@
 // straddles reads, which is rare). Bytes already scanned are not examined again, and every limit
 // is checked while scanning. All recorded offsets are relative to `start` (the head start).
 //
-// Strictness (smuggling defence): see README "Data path". Errors carry a stable code; callers
-// match on the code, never on the reason text.
+// Strictness (smuggling defence): see README "Data path" and docs/limits.md "Hostile input". Errors
+// carry a stable code; callers match on the code, never on the reason text.
+//
+// The one byte the scanner ever writes: an HTTP/1.2 … HTTP/1.9 message is handled as HTTP/1.1 (RFC
+// 9110 §2.5), and when its head completes the minor version digit in the caller's buffer is
+// rewritten to '1', so whoever copies the start line on (the proxy copies it verbatim) forwards
+// HTTP/1.1, a version every HTTP/1.1 parser accepts.
 
 export type FramingErrorCode =
   | 'MOLT_ERR_HTTP_HEAD_TOO_LARGE'
@@ -22,6 +27,7 @@ export type FramingErrorCode =
   | 'MOLT_ERR_HTTP_BAD_STATUS'
   | 'MOLT_ERR_HTTP_BAD_LINE_ENDING'
   | 'MOLT_ERR_HTTP_BAD_HEADER_NAME'
+  | 'MOLT_ERR_HTTP_LOOKALIKE_HEADER'
   | 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'
   | 'MOLT_ERR_HTTP_OBS_FOLD'
   | 'MOLT_ERR_HTTP_SPACE_BEFORE_COLON'
@@ -72,17 +78,25 @@ export const MAX_CHUNK_EXT_BYTES = 1024;
 
 // ---- character tables ----
 
+const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58, COMMA = 44;
+
 /** tchar (RFC 9110 §5.6.2) */
 const TOKEN = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~") TOKEN[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) TOKEN[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TOKEN[c] = 1;
 for (let c = 0x61; c <= 0x7a; c++) TOKEN[c] = 1;
-/** field-vchar / SP / HTAB / obs-text: no CTLs (NUL, bare CR/LF, DEL). */
+/** field-vchar / SP / HTAB / obs-text: no CTLs (NUL, bare CR/LF, DEL). Reason phrase, chunk extensions. */
 const VALUE = new Uint8Array(256);
 VALUE[0x09] = 1;
 for (let c = 0x20; c <= 0x7e; c++) VALUE[c] = 1;
 for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 1;
+/** Header and trailer field values: VALUE plus the CTLs RFC 9110 §5.5 does not ask a recipient to
+ *  refuse (everything but NUL, CR, LF). Fields molt interprets stay strict (see #onHeader). */
+const FIELD = new Uint8Array(256);
+for (let c = 0x01; c <= 0xff; c++) FIELD[c] = 1;
+FIELD[CR] = 0;
+FIELD[LF] = 0;
 /** request-target: visible ASCII only. */
 const TARGET = new Uint8Array(256);
 for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
@@ -90,10 +104,8 @@ const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
 for (let c = 0; c < 6; c++) { HEX[0x41 + c] = 10 + c; HEX[0x61 + c] = 10 + c; }
 
-const CR = 13, LF = 10, SP = 32, HT = 9, COLON = 58, COMMA = 44;
-
 // Interned method strings: no allocation for common methods.
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH', 'CONNECT'];
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'PATCH', 'CONNECT', 'PRI'];
 
 function internMethod(buf: Buffer, s: number, e: number): string {
   const len = e - s;
@@ -139,6 +151,72 @@ function classifyName(buf: Buffer, s: number, e: number): number {
     case 19: return eqLower(buf, s, e, 'proxy-authorization') ? H_HOP : H_OTHER;
     default: return H_OTHER;
   }
+}
+
+// ---- look-alikes of protected header names ----
+//
+// A request header whose name is not a protected name but folds to one is refused (400); in a
+// response it is dropped (classified H_HOP). Folding, the union of what CGI-style environments and
+// frameworks do to names (RFC 3875 §4.1.18 maps "-" to "_"; others map every non-alphanumeric
+// byte): ASCII letters lower-cased, digits kept, every other byte a delimiter; a run of delimiters
+// counts as one "-", leading and trailing ones are ignored. "Content_Length", "content.length",
+// "Transfer__Encoding", "Host_" and "_TE" are look-alikes; "Content-Length" in any case is the
+// field itself; "T_E" (folds to "t-e") and "ContentLength" are ordinary names.
+
+/** Protected names, lower-case: framing, hop-by-hop (RFC 9110 §7.6.1, plus the ones molt drops), the
+ *  routing Host, and the X-Forwarded-* fields molt replaces with its own. */
+const PROTECTED_NAMES = [
+  'transfer-encoding', 'content-length', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer',
+  'upgrade', 'host', 'proxy-authenticate', 'proxy-authorization', 'x-forwarded-for', 'x-forwarded-proto',
+  'x-forwarded-host',
+];
+const FOLD_MAX = 19; // 'proxy-authorization'
+const PROTECTED_BY_LENGTH: Uint8Array[][] = [];
+for (let n = 0; n <= FOLD_MAX; n++) PROTECTED_BY_LENGTH.push([]);
+for (const name of PROTECTED_NAMES) PROTECTED_BY_LENGTH[name.length]!.push(Uint8Array.from(name, (ch) => ch.charCodeAt(0)));
+/** FOLD[c]: the lower-case letter or digit for an alphanumeric byte, 0 for any other byte. */
+const FOLD = new Uint8Array(256);
+for (let c = 0x30; c <= 0x39; c++) FOLD[c] = c;
+for (let c = 0x61; c <= 0x7a; c++) { FOLD[c] = c; FOLD[c - 0x20] = c; }
+const HYPHEN = 0x2d;
+/** Scratch for one folded name (scanning is synchronous, so one is enough). */
+const folded = new Uint8Array(FOLD_MAX);
+
+/**
+ * buf[s..e) is a field name that classifyName did not recognise: does it fold to a protected name?
+ * A name spelled canonically (letters, digits, single inner "-") folds to itself, so only names
+ * with another delimiter, a run of them, or one at either end can be look-alikes.
+ */
+export function isLookalikeName(buf: Uint8Array, s: number, e: number): boolean {
+  let n = 0;
+  let canonical = true;
+  let sep = false;
+  for (let p = s; p < e; p++) {
+    const c = buf[p]!;
+    const f = FOLD[c]!;
+    if (f === 0) {
+      if (c !== HYPHEN || sep || n === 0) canonical = false;
+      sep = true;
+      continue;
+    }
+    if (sep && n > 0) {
+      if (n === FOLD_MAX) return false;
+      folded[n++] = HYPHEN;
+    }
+    sep = false;
+    if (n === FOLD_MAX) return false;
+    folded[n++] = f;
+  }
+  if (sep) canonical = false;
+  if (canonical) return false;
+  const candidates = PROTECTED_BY_LENGTH[n]!;
+  for (let k = 0; k < candidates.length; k++) {
+    const lit = candidates[k]!;
+    let j = 0;
+    while (j < n && folded[j] === lit[j]) j++;
+    if (j === n) return true;
+  }
+  return false;
 }
 
 // ---- head scanner states ----
@@ -193,8 +271,10 @@ export class HeadScanner {
   method = '';
   targetStart = 0;
   targetEnd = 0;
-  /** 0 for HTTP/1.0, 1 for HTTP/1.1 */
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 (and for HTTP/1.2 … HTTP/1.9, handled as HTTP/1.1) */
   versionMinor = 1;
+  /** The head said HTTP/1.2 … HTTP/1.9; its minor digit was rewritten to '1' in the buffer. */
+  versionRewritten = false;
   status = 0;
   /** End of the start line including CRLF (= start of the first header line). */
   startLineEnd = 0;
@@ -242,6 +322,7 @@ export class HeadScanner {
     this.targetStart = 0;
     this.targetEnd = 0;
     this.versionMinor = 1;
+    this.versionRewritten = false;
     this.status = 0;
     this.startLineEnd = 0;
     this.headerEnd = 0;
@@ -309,12 +390,16 @@ export class HeadScanner {
           if (TOKEN[c] === 1) continue;
           if (c !== SP) return this.#fail('MOLT_ERR_HTTP_BAD_METHOD', 'invalid method');
           this.method = internMethod(buf, mark, p);
+          // PRI exists only as the start of the HTTP/2 connection preface (RFC 9113 §3.4, §11.6).
+          if (this.method === 'PRI') return this.#fail('MOLT_ERR_HTTP_BAD_METHOD', 'PRI (HTTP/2 connection preface) on HTTP/1.1');
           this.targetStart = p + 1 - start;
           state = S_TARGET;
           continue;
         case S_TARGET:
           if (TARGET[c] === 1) continue;
           if (c !== SP || !(this.method === 'CONNECT' ? p - start > this.targetStart : validTarget(buf, start + this.targetStart, p))) return this.#fail('MOLT_ERR_HTTP_BAD_TARGET', 'invalid request-target');
+          // asterisk-form is for OPTIONS only (RFC 9112 §3.2.4); this also refuses "PRI * HTTP/1.1".
+          if (buf[start + this.targetStart] === 0x2a && this.method !== 'OPTIONS') return this.#fail('MOLT_ERR_HTTP_BAD_TARGET', 'asterisk-form request-target without OPTIONS');
           this.targetEnd = p - start;
           state = S_VERSION;
           aux = 0;
@@ -326,8 +411,11 @@ export class HeadScanner {
             continue;
           }
           if (aux === 7) {
-            if (c !== 0x30 && c !== 0x31) return this.#fail('MOLT_ERR_HTTP_BAD_VERSION', 'unsupported HTTP version');
-            this.versionMinor = c - 0x30;
+            // HTTP-version is one digit "." one digit (RFC 9112 §2.3); a minor version above 1 is
+            // handled as 1.1, the highest we implement (RFC 9110 §2.5), and rewritten on completion.
+            if (c < 0x30 || c > 0x39) return this.#fail('MOLT_ERR_HTTP_BAD_VERSION', 'unsupported HTTP version');
+            this.versionMinor = c === 0x30 ? 0 : 1;
+            this.versionRewritten = c > 0x31;
             aux = 8;
             continue;
           }
@@ -373,8 +461,14 @@ export class HeadScanner {
           if (TOKEN[c] === 1) continue;
           if (c === COLON) {
             const i = this.headerCount;
+            const ns = start + lines[i * 4]!;
             lines[i * 4 + 1] = p - start;
-            this.kinds[i] = classifyName(buf, start + lines[i * 4]!, p);
+            let kind = classifyName(buf, ns, p);
+            if (kind === H_OTHER && isLookalikeName(buf, ns, p)) {
+              if (this.isRequest) return this.#fail('MOLT_ERR_HTTP_LOOKALIKE_HEADER', 'header name folds to a framing, hop-by-hop or proxy header');
+              kind = H_HOP; // response: dropped on the way to the client
+            }
+            this.kinds[i] = kind;
             state = S_OWS;
             continue;
           }
@@ -386,12 +480,12 @@ export class HeadScanner {
           mark = p;
           lastNonWs = p;
           if (c === CR) { state = S_VALUE_LF; continue; }
-          if (VALUE[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_VALUE', c === LF ? 'bare LF' : 'invalid character in header value');
+          if (FIELD[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_VALUE', c === LF ? 'bare LF' : 'invalid character in header value');
           lastNonWs = p + 1;
           state = S_VALUE;
           continue;
         case S_VALUE:
-          if (VALUE[c] === 1) {
+          if (FIELD[c] === 1) {
             if (c !== SP && c !== HT) lastNonWs = p + 1;
             continue;
           }
@@ -413,6 +507,8 @@ export class HeadScanner {
           this.#state = S_DONE;
           this.headLength = p + 1 - start;
           lines[this.headerCount * 4] = this.headerEnd;
+          // Minor digit: request "METHOD SP target SP HTTP/1.x", response "HTTP/1.x SP …".
+          if (this.versionRewritten) buf[start + (this.isRequest ? this.targetEnd + 8 : 7)] = 0x31;
           return this.#finish();
         default:
           return ERROR;
@@ -432,6 +528,7 @@ export class HeadScanner {
     switch (this.kinds[i]) {
       case H_HOST:
         if (this.hostIndex >= 0) return this.#fail('MOLT_ERR_HTTP_DUPLICATE_HOST', 'duplicate Host');
+        if (hasCtl(buf, vs, ve)) return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_VALUE', 'control character in Host');
         this.hostIndex = i;
         return 0;
       case H_COOKIE:
@@ -462,9 +559,11 @@ export class HeadScanner {
       case H_CONNECTION:
         return this.#connection(buf, vs, ve);
       case H_UPGRADE:
+        if (hasCtl(buf, vs, ve)) return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_VALUE', 'control character in Upgrade');
         this.upgradeIndex = i;
         return 0;
       case H_EXPECT:
+        if (hasCtl(buf, vs, ve)) return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_VALUE', 'control character in Expect');
         if (eqLower(buf, vs, ve, '100-continue')) this.expectContinue = true;
         return 0;
       case H_X_FORWARDED_FOR:
@@ -608,16 +707,19 @@ export class HeadScanner {
 
 const EMPTY = Buffer.alloc(0);
 
-/** Authority characters accepted in an absolute-form target: unreserved, sub-delims, ":", "@", "[", "]". */
+/** Authority characters accepted in an absolute-form target: unreserved, sub-delims, ":", "[", "]".
+ *  No "@": userinfo in an http(s) URI is an error (RFC 9110 §4.2.4), however it is spelled; no "%"
+ *  either, so a percent-encoded "@" or host is refused the same way. */
 const AUTHORITY = new Uint8Array(256);
-for (const c of "-._~!$&'()*+,;=:@[]") AUTHORITY[c.charCodeAt(0)] = 1;
+for (const c of "-._~!$&'()*+,;=:[]") AUTHORITY[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) AUTHORITY[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) { AUTHORITY[c] = 1; AUTHORITY[c + 0x20] = 1; }
 
 /**
- * Request-target forms (RFC 9112 §3.2), visible ASCII already checked: origin-form ("/..."), "*", or
- * absolute-form with scheme http/https and a non-empty authority. Anything else is rejected, as llhttp
- * does (authority-form is for CONNECT only, which the proxy answers with 405).
+ * Request-target forms (RFC 9112 §3.2), visible ASCII already checked: origin-form ("/..."), "*" (the
+ * caller allows it with OPTIONS only), or absolute-form with scheme http/https and a non-empty authority
+ * without userinfo. Anything else is rejected, as llhttp does (authority-form is for CONNECT only, which
+ * the proxy answers with 405).
  */
 function validTarget(buf: Buffer, s: number, e: number): boolean {
   if (e <= s) return false;
@@ -632,6 +734,15 @@ function validTarget(buf: Buffer, s: number, e: number): boolean {
   while (p < e && AUTHORITY[buf[p]!] === 1) p++;
   if (p === hostStart) return false;
   return p === e || buf[p] === 0x2f || buf[p] === 0x3f /* ? */;
+}
+
+/** A CTL other than HTAB (those FIELD lets through) in buf[s..e)? */
+function hasCtl(buf: Buffer, s: number, e: number): boolean {
+  for (let p = s; p < e; p++) {
+    const c = buf[p]!;
+    if ((c < 0x20 && c !== HT) || c === 0x7f) return true;
+  }
+  return false;
 }
 
 function trailingTab(buf: Buffer, s: number, e: number): boolean {
@@ -792,7 +903,7 @@ export class BodyScanner {
         case B_TRAILER_LINE:
           if (++this.#trailer > this.maxTrailerBytes) return this.#fail('MOLT_ERR_HTTP_TRAILERS_TOO_LARGE', 'trailers too large');
           if (c === CR) { state = B_TRAILER_LF; p++; continue; }
-          if (VALUE[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid trailer field');
+          if (FIELD[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_CHUNK', 'invalid trailer field');
           p++;
           continue;
         case B_TRAILER_LF:

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, BodyScanner, ERROR, HeadScanner, NEED_MORE,
-  H_CONNECTION, H_HOST, type FramingErrorCode,
+  H_CONNECTION, H_HOP, H_HOST, H_OTHER, isLookalikeName, type FramingErrorCode,
 } from '../sidecar/framing.js';
 
 // Deterministic PRNG (mulberry32) for split points.
@@ -167,7 +167,14 @@ const BAD_REQUESTS: [string, FramingErrorCode][] = [
   ['POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING'],
   ['POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING'],
   ['POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING'],
-  ['POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \x0bchunked\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
+  ['POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \x0bchunked\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING'],
+  ['POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\x01\r\n\r\n', 'MOLT_ERR_HTTP_BAD_CONTENT_LENGTH'],
+  ['GET / HTTP/1.1\r\nHost: h\r\nConnection: close\x7f\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
+  ['GET / HTTP/1.1\r\nHost: a\x01.test\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
+  ['GET / HTTP/1.1\r\nHost: a.test\x7f\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
+  ['GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: web\x1bsocket\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
+  ['POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\x0c\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
+  ['GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
   ['POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TRANSFER_ENCODING'],
   ['POST / HTTP/1.1\r\nHost: h\r\n Transfer-Encoding: chunked\r\n\r\n', 'MOLT_ERR_HTTP_OBS_FOLD'],
   ['GET / HTTP/1.1\r\nHost: h\r\nX-A: a\r\n\tfolded\r\n\r\n', 'MOLT_ERR_HTTP_OBS_FOLD'],
@@ -178,7 +185,6 @@ const BAD_REQUESTS: [string, FramingErrorCode][] = [
   ['GET / HTTP/1.1\r\nHost: h\r\n\n', 'MOLT_ERR_HTTP_BAD_LINE_ENDING'],
   ['GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n', 'MOLT_ERR_HTTP_BAD_LINE_ENDING'],
   ['GET / HTTP/1.1\r\nHost: h\r\n\rx', 'MOLT_ERR_HTTP_BAD_LINE_ENDING'],
-  ['GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_VALUE'],
   ['GET /\x00 HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
   ['GET / HTTP/1.1\r\nHost: h\r\nX\x00: a\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_NAME'],
   ['GET / HTTP/1.1\r\nHost: h\r\nX(y): a\r\n\r\n', 'MOLT_ERR_HTTP_BAD_HEADER_NAME'],
@@ -190,7 +196,24 @@ const BAD_REQUESTS: [string, FramingErrorCode][] = [
   ['GET / HTTP/1.1 \r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
   ['GET / HTTP/2.0\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
   ['GET / http/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
-  ['GET / HTTP/1.2\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
+  ['GET / HTTP/1.10\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
+  ['GET / HTTP/1.x\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
+  ['GET / HTTP/1.\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
+  ['GET / HTTP/0.9\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
+  ['GET / HTTP/3.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_VERSION'],
+  ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'MOLT_ERR_HTTP_BAD_METHOD'],
+  ['PRI * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_METHOD'],
+  ['PRI / HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_METHOD'],
+  ['TRACE * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['GET * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['options * HTTP/1.1\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['GET http://user:pass@h.test/ HTTP/1.1\r\nHost: h.test\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['GET http://user@h.test HTTP/1.1\r\nHost: h.test\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['GET https://h.test@evil.test/x HTTP/1.1\r\nHost: h.test\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['GET http://user%40x@h.test/ HTTP/1.1\r\nHost: h.test\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['GET http://user%3Apass%40h.test/ HTTP/1.1\r\nHost: h.test\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
+  ['GET http://%68.test/ HTTP/1.1\r\nHost: h.test\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
   ['GET /\r\nHost: h\r\n\r\n', 'MOLT_ERR_HTTP_BAD_TARGET'],
   ['GET / HTTP/1.1\r\n\r\n', 'MOLT_ERR_HTTP_MISSING_HOST'],
   ['GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 'MOLT_ERR_HTTP_DUPLICATE_HOST'],
@@ -234,6 +257,94 @@ test('scanner resets in place and the second message reuses it', () => {
   assert.equal(s.target, '/2');
   assert.equal(s.host, 'b');
   assert.equal(s.contentLength, -1);
+});
+
+// ---- look-alikes, tolerated bytes, versions, target forms ----
+
+const LOOKALIKES = [
+  'Transfer_Encoding', 'transfer_encoding', 'TRANSFER_ENCODING', 'Transfer.Encoding', 'Transfer~Encoding', 'Transfer__Encoding',
+  'Transfer-_Encoding', 'Transfer-Encoding_', '_Transfer-Encoding', '-Transfer-Encoding', 'Transfer-Encoding-',
+  'Content_Length', 'Content.Length', "Content'Length", 'Content--Length', 'content_length_', 'Connection_', '.Connection',
+  'Keep_Alive', 'Proxy_Connection', 'TE_', '_te', 'te.', 'Trailer_', 'Upgrade_', 'Host_', '_Host', 'HOST.', 'Proxy_Authorization',
+  'Proxy_Authenticate', 'X_Forwarded_For', 'x-forwarded_for', 'X_Forwarded_Proto', 'X.Forwarded.Host', '__X__Forwarded__For__',
+];
+const NOT_LOOKALIKES = [
+  'T_E', 'ContentLength', 'TransferEncoding', 'Content-Lengths', 'X-Content_Length', 'Content_Length2', 'Hosts', 'X_Host', 'Trailer',
+  'Trailers', 'X_Under', 'X.Dot', 'Accept-Encoding', 'Keep-Alive2', 'Upgrade-Insecure-Requests', 'Forwarded', 'X_Forwarded',
+  'Content_Type', 'Proxy_Authorization_Extra', 'a', '_', '__',
+];
+
+test('look-alike names: fold to a protected name without being it', () => {
+  for (const n of LOOKALIKES) assert.equal(isLookalikeName(Buffer.from(n), 0, n.length), true, n);
+  for (const n of NOT_LOOKALIKES) assert.equal(isLookalikeName(Buffer.from(n), 0, n.length), false, n);
+  for (const n of ['Transfer-Encoding', 'content-length', 'TE', 'Host', 'Trailer', 'X-Forwarded-For']) assert.equal(isLookalikeName(Buffer.from(n), 0, n.length), false, n);
+});
+
+test('look-alike request header → MOLT_ERR_HTTP_LOOKALIKE_HEADER, whole and split, wherever it is', () => {
+  for (const n of LOOKALIKES) {
+    expectError(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n${n}: chunked\r\n\r\n`, true, 'MOLT_ERR_HTTP_LOOKALIKE_HEADER');
+    expectError(`GET / HTTP/1.1\r\n${n}: 1\r\nHost: h\r\n\r\n`, true, 'MOLT_ERR_HTTP_LOOKALIKE_HEADER');
+    expectError(`GET / HTTP/1.0\r\n${n}:\r\n\r\n`, true, 'MOLT_ERR_HTTP_LOOKALIKE_HEADER');
+  }
+  for (const n of NOT_LOOKALIKES) {
+    expectValid(`GET / HTTP/1.1\r\nHost: h\r\n${n}: v\r\n\r\n`, true, (s) => {
+      assert.equal(s.headerName(1), n);
+      assert.equal(s.kinds[1], H_OTHER);
+    });
+  }
+});
+
+test('look-alike response header: kept out of framing, classified hop-by-hop (the proxy drops it)', () => {
+  expectValid('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer_Encoding: chunked\r\nContent.Length: 99\r\nX: y\r\n\r\n', false, (s) => {
+    assert.equal(s.responseBodyKind(false), BODY_LENGTH);
+    assert.equal(s.contentLength, 2);
+    assert.equal(s.chunked, false);
+    assert.deepEqual([...s.kinds.subarray(0, 4)], [3, H_HOP, H_HOP, H_OTHER]);
+  });
+  expectValid('HTTP/1.1 200 OK\r\nContent_Length: 5\r\n\r\n', false, (s) => assert.equal(s.responseBodyKind(false), BODY_UNTIL_CLOSE));
+});
+
+test('control characters other than NUL/CR/LF in field values are kept byte for byte', () => {
+  let ctl = '';
+  for (let c = 1; c < 0x20; c++) if (c !== 9 && c !== 10 && c !== 13) ctl += String.fromCharCode(c);
+  ctl += '\x7f';
+  const raw = `GET / HTTP/1.1\r\nHost: h\r\nX-Ctl: a${ctl}b\r\nX-Lead:\x0bv\x0c\r\nCookie: a=\x01\r\n\r\n`;
+  expectValid(raw, true, (s, buf) => {
+    assert.equal(s.headerValue(1), `a${ctl}b`);
+    assert.equal(s.headerValue(2), '\x0bv\x0c'); // VT/FF are not OWS: part of the value
+    assert.equal(s.cookie, 'a=\x01');
+    assert.equal(buf.toString('latin1'), raw);
+  });
+  expectValid(`HTTP/1.1 200 OK\r\nX: \x01\x1f\r\nContent-Length: 0\r\n\r\n`, false, (s) => assert.equal(s.headerValue(0), '\x01\x1f'));
+  bodyAllWays('0\r\nX-T: a\x01\x7fb\r\n\r\n', BODY_CHUNKED, 0, (r, how) => assert.equal(r.done, true, how));
+});
+
+test('HTTP/1.2 … HTTP/1.9 are handled as HTTP/1.1 and rewritten to HTTP/1.1 in the buffer', () => {
+  for (let d = 2; d <= 9; d++) {
+    const raw = `\r\nPOST /u HTTP/1.${d}\r\nHost: h\r\nContent-Length: 3\r\nX: HTTP/1.${d}\r\n\r\n`;
+    expectValid(raw, true, (s, buf) => {
+      assert.equal(s.versionMinor, 1);
+      assert.equal(s.versionRewritten, true);
+      assert.equal(s.keepAlive, true);
+      assert.equal(s.contentLength, 3);
+      assert.equal(buf.toString('latin1'), raw.replace(`POST /u HTTP/1.${d}`, 'POST /u HTTP/1.1'), 'only the request line changes');
+    });
+    expectError(`GET / HTTP/1.${d}\r\n\r\n`, true, 'MOLT_ERR_HTTP_MISSING_HOST');
+    const resp = `HTTP/1.${d} 200 OK\r\nContent-Length: 0\r\n\r\n`;
+    expectValid(resp, false, (s, buf) => {
+      assert.equal(s.versionMinor, 1);
+      assert.equal(buf.toString('latin1'), resp.replace(`HTTP/1.${d}`, 'HTTP/1.1'));
+    });
+  }
+  expectValid('GET / HTTP/1.1\r\nHost: h\r\n\r\n', true, (s) => assert.equal(s.versionRewritten, false));
+  expectValid('GET / HTTP/1.0\r\n\r\n', true, (s) => assert.equal(s.versionRewritten, false));
+});
+
+test('target forms: "*" with OPTIONS, absolute-form without userinfo', () => {
+  expectValid('OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n', true, (s) => assert.equal(s.target, '*'));
+  expectValid('GET http://h.test:8080/a@b?c=@ HTTP/1.1\r\nHost: h.test\r\n\r\n', true, (s) => assert.equal(s.target, 'http://h.test:8080/a@b?c=@'));
+  expectValid('GET /a@b HTTP/1.1\r\nHost: h.test\r\n\r\n', true, (s) => assert.equal(s.target, '/a@b'));
+  expectValid('GET http://[::1]:80 HTTP/1.1\r\nHost: h.test\r\n\r\n', true, () => {});
 });
 
 // ---- responses ----

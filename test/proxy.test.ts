@@ -454,7 +454,7 @@ const MALFORMED: [string, string][] = [
   ['bare LF', 'GET / HTTP/1.1\nHost: app.test\n\n'],
   ['space before colon', 'GET / HTTP/1.1\r\nHost : app.test\r\n\r\n'],
   ['NUL in head', 'GET /\x00 HTTP/1.1\r\nHost: app.test\r\n\r\n'],
-  ['bad version', 'GET / HTTP/1.7\r\nHost: app.test\r\n\r\n'],
+  ['bad version', 'GET / HTTP/2.0\r\nHost: app.test\r\n\r\n'], // HTTP/1.2 … 1.9 are served as HTTP/1.1
   ['missing host', 'GET / HTTP/1.1\r\n\r\n'],
   ['bad chunk size', 'POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n'],
   ['no CRLF after chunk', 'POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n'],
