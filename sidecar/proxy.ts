@@ -35,6 +35,7 @@ import {
 import { UpstreamPool, type UpstreamConn, type UpstreamErrorKind, type UpstreamOwner } from './upstream-pool.js';
 import { SocketWriter } from './socket-writer.js';
 import { TimerWheel, now, type TimerItem } from './timers.js';
+import { readIntoOwnBuffer, selfTest } from '../common/node-internals.js';
 
 export interface ProxyLimits {
   maxHeaderBytes: number;
@@ -188,7 +189,9 @@ class ProxyImpl implements Proxy {
     if (this.closing && this.conns.size === 0 && this.#closedResolve !== null) this.#closedResolve();
   }
 
-  listen(port: number, host: string, fd?: number): Promise<AddressInfo> {
+  async listen(port: number, host: string, fd?: number): Promise<AddressInfo> {
+    // Node-internals fast paths are enabled only once their self-test passed (common/node-internals.ts).
+    await selfTest();
     return new Promise((resolve, reject) => {
       const onErr = (e: Error): void => reject(e);
       this.server.once('error', onErr);
@@ -588,33 +591,6 @@ class Exchange implements UpstreamOwner {
 /** Client request bytes read into one reused buffer per connection; 8 KiB: most heads fit, and it
  *  is the per-connection memory cost of an idle keep-alive client. */
 const CLIENT_READ_BUFFER_BYTES = 8 * 1024;
-
-// `net.connect({ onread })` for sockets the server accepted: Node has no public option for them, so
-// set the same three fields net.Socket sets for `onread` and switch the handle to the user buffer.
-// Found by symbol description at startup; if anything is missing, clients use 'data' events.
-const ONREAD_SYMBOLS = ((): { buf: symbol; gen: symbol; cb: symbol } | null => {
-  const s = new net.Socket();
-  const syms = Object.getOwnPropertySymbols(s);
-  s.destroy();
-  const find = (d: string): symbol | undefined => syms.find((x) => x.description === d);
-  const buf = find('kBuffer');
-  const gen = find('kBufferGen');
-  const cb = find('kBufferCb');
-  return buf && gen && cb ? { buf, gen, cb } : null;
-})();
-
-function readIntoOwnBuffer(socket: net.Socket, gen: () => Buffer, cb: (n: number, b: Buffer) => boolean): boolean {
-  const k = ONREAD_SYMBOLS;
-  const sock = socket as unknown as Record<symbol, unknown> & { _handle?: { useUserBuffer?: (b: Buffer) => void } | null };
-  const h = sock._handle;
-  if (k === null || h == null || typeof h.useUserBuffer !== 'function' || sock[k.buf] !== null) return false;
-  const b = gen();
-  sock[k.buf] = b;
-  sock[k.gen] = gen;
-  sock[k.cb] = cb;
-  h.useUserBuffer(b);
-  return true;
-}
 
 /** Does this exchange still hold client bytes (queued for connect, or an unflushed upstream write)? */
 function holdsClientBytes(ex: Exchange | null): boolean {
