@@ -20,13 +20,6 @@ import {
   BODY_UNTIL_CLOSE,
   BodyScanner,
   ERROR,
-  H_CONNECTION,
-  H_HOP,
-  H_OTHER,
-  H_UPGRADE,
-  H_X_FORWARDED_FOR,
-  H_X_FORWARDED_HOST,
-  H_X_FORWARDED_PROTO,
   HeadScanner,
   NEED_MORE,
   type BodyKind,
@@ -34,6 +27,7 @@ import {
 } from './framing.js';
 import { UpstreamPool, type UpstreamConn, type UpstreamErrorKind, type UpstreamOwner } from './upstream-pool.js';
 import { SocketWriter } from './socket-writer.js';
+import { CONN_CLOSE, CONN_KEEP_ALIVE, CONN_UPGRADE, requestHead, responseHead } from './head-writer.js';
 import { TimerWheel, now, type TimerItem } from './timers.js';
 import { readIntoOwnBuffer, selfTest } from '../common/node-internals.js';
 
@@ -85,10 +79,6 @@ export function createProxy(opts: ProxyOptions): Proxy {
 
 // ---- static strings, computed once ----
 
-const XFP = 'X-Forwarded-Proto: http\r\n';
-const CONN_UPGRADE = 'Connection: upgrade\r\n';
-const CONN_KEEP_ALIVE = 'Connection: keep-alive\r\n';
-const CONN_CLOSE = 'Connection: close\r\n';
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const REASONS: Record<number, string> = {
   400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large',
@@ -853,7 +843,7 @@ class ClientConn implements TimerItem {
     // A small first body piece travels in the same buffer as the head: one write, one syscall.
     const merge = first !== null && first.length <= MERGE_MAX ? first : null;
     if (merge !== null) first = null;
-    const out = this.#buildRequestHead(buf, hs, host, merge);
+    const out = requestHead(h, buf, hs, host, this.clientIp, this.upgrade, this.v10, merge);
 
     const cl = h.contentLength;
     const fitsRetry = bodyKind !== BODY_LENGTH || cl <= this.limits.maxRetryBodyBytes;
@@ -897,55 +887,6 @@ class ClientConn implements TimerItem {
       this.#sendLocal(503, msg);
     }
     return d;
-  }
-
-  /** Rewrite the request head: request line and end-to-end headers copied as-is, hop-by-hop
-   *  headers (RFC 9110 §7.6.1, and any named in Connection) and client X-Forwarded-* dropped, ours appended. */
-  #buildRequestHead(buf: Buffer, hs: number, host: string | undefined, tail: Buffer | null): Buffer {
-    const h = this.head;
-    const n = h.headerCount;
-    const kinds = h.kinds;
-    const hasTokens = h.connTokenCount > 0;
-    let xff = '';
-    let add: string;
-    if (h.xffCount > 0) {
-      for (let i = 0; i < n; i++) {
-        if (kinds[i] === H_X_FORWARDED_FOR) xff += h.headerValue(i) + ', ';
-      }
-    }
-    add = (this.upgrade ? CONN_UPGRADE : this.v10 ? CONN_KEEP_ALIVE : '') +
-      'X-Forwarded-For: ' + xff + this.clientIp + '\r\n' + XFP +
-      (host !== undefined ? 'X-Forwarded-Host: ' + host + '\r\n\r\n' : '\r\n');
-    // Measure kept ranges.
-    let size = h.startLineEnd - h.leading;
-    for (let i = 0; i < n; i++) {
-      if (!this.#dropRequestHeader(kinds[i]!, i, hasTokens)) size += h.lineEnd(i) - h.lineStart(i);
-    }
-    const out = Buffer.allocUnsafe(size + add.length + (tail !== null ? tail.length : 0));
-    let pos = buf.copy(out, 0, hs + h.leading, hs + h.startLineEnd);
-    let runStart = -1;
-    let runEnd = -1;
-    for (let i = 0; i < n; i++) {
-      if (this.#dropRequestHeader(kinds[i]!, i, hasTokens)) continue;
-      const s = h.lineStart(i);
-      if (s === runEnd) { runEnd = h.lineEnd(i); continue; }
-      if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-      runStart = s;
-      runEnd = h.lineEnd(i);
-    }
-    if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-    pos += out.write(add, pos, 'latin1');
-    if (tail !== null) tail.copy(out, pos);
-    return out;
-  }
-
-  #dropRequestHeader(kind: number, i: number, hasTokens: boolean): boolean {
-    switch (kind) {
-      case H_OTHER: return hasTokens && this.head.namedByConnection(i);
-      case H_CONNECTION: case H_HOP: case H_X_FORWARDED_FOR: case H_X_FORWARDED_PROTO: case H_X_FORWARDED_HOST: return true;
-      case H_UPGRADE: return !this.upgrade;
-      default: return false;
-    }
   }
 
   #bodyData(buf: Buffer, start: number): void {
@@ -1259,33 +1200,8 @@ class ClientConn implements TimerItem {
   }
 
   #buildResponseHead(ex: Exchange, isUpgrade: boolean, tail: Buffer | null, tailLen: number): Buffer {
-    const h = ex.conn!.head;
-    const buf = ex.headBuf!;
-    const n = h.headerCount;
-    const kinds = h.kinds;
-    const hasTokens = h.connTokenCount > 0;
-    const add = (isUpgrade ? CONN_UPGRADE : !this.keepAlive ? CONN_CLOSE : this.v10 ? CONN_KEEP_ALIVE : '') +
-      this.decision!.responseHeaders(ex.target) + '\r\n';
-    let size = h.startLineEnd;
-    for (let i = 0; i < n; i++) {
-      if (!dropResponseHeader(h, kinds[i]!, i, hasTokens, isUpgrade)) size += h.lineEnd(i) - h.lineStart(i);
-    }
-    const out = Buffer.allocUnsafe(size + add.length + tailLen);
-    let pos = buf.copy(out, 0, 0, h.startLineEnd);
-    let runStart = -1;
-    let runEnd = -1;
-    for (let i = 0; i < n; i++) {
-      if (dropResponseHeader(h, kinds[i]!, i, hasTokens, isUpgrade)) continue;
-      const s = h.lineStart(i);
-      if (s === runEnd) { runEnd = h.lineEnd(i); continue; }
-      if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-      runStart = s;
-      runEnd = h.lineEnd(i);
-    }
-    if (runStart >= 0) pos += buf.copy(out, pos, runStart, runEnd);
-    pos += out.write(add, pos, 'latin1');
-    if (tail !== null && tailLen > 0) tail.copy(out, pos, 0, tailLen);
-    return out;
+    const connection = isUpgrade ? CONN_UPGRADE : !this.keepAlive ? CONN_CLOSE : this.v10 ? CONN_KEEP_ALIVE : '';
+    return responseHead(ex.conn!.head, ex.headBuf!, isUpgrade, connection, this.decision!.responseHeaders(ex.target), tail, tailLen);
   }
 
   relayData(ex: Exchange, buf: Buffer, start: number): void {
@@ -1362,14 +1278,5 @@ class ClientConn implements TimerItem {
     // takes effect on the next tick, so no read happens in between), or every response would let one
     // more socket read into `pending` and a client could make it grow without bound.
     if (this.reqState === RQ_DONE && this.pending !== null) this.#boundPipeline();
-  }
-}
-
-function dropResponseHeader(h: HeadScanner, kind: number, i: number, hasTokens: boolean, isUpgrade: boolean): boolean {
-  switch (kind) {
-    case H_OTHER: return hasTokens && h.namedByConnection(i);
-    case H_CONNECTION: case H_HOP: return true;
-    case H_UPGRADE: return !isUpgrade;
-    default: return false;
   }
 }
