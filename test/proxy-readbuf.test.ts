@@ -14,6 +14,7 @@ import type { ClientConn } from '../sidecar/client-conn.js';
 import type { UpstreamConn } from '../sidecar/upstream-pool.js';
 import { BodyScanner, HeadScanner } from '../sidecar/framing.js';
 import { FakeRouting, FakeTarget, type FakeRoute } from './helpers/fake-routing.js';
+import { routingTo } from './helpers/real-routing.js';
 
 const HOST = '127.0.0.1';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,8 +54,11 @@ async function rawBackend(t: TestContext, onRequest: (s: net.Socket, path: strin
   return (srv.address() as net.AddressInfo).port;
 }
 
+/** A proxy routing to `route`: one version → the real Routing class; fallback or shadow (injected
+ *  decisions, failure statuses) → FakeRouting. */
 async function proxy(t: TestContext, route: FakeRoute): Promise<number> {
-  const p = createProxy({ routing: new FakeRouting(route) });
+  const single = !route.fallback && !route.shadow && route.primary.failureStatuses === null;
+  const p = createProxy({ routing: single ? routingTo(...route.primary.endpoints) : new FakeRouting(route) });
   const a = await p.listen(0, HOST);
   t.after(() => p.close(100));
   return a.port;

@@ -13,7 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { once } from 'node:events';
 import { createProxy } from '../sidecar/proxy.js';
-import { FakeRouting, FakeTarget } from './helpers/fake-routing.js';
+import { routingTo } from './helpers/real-routing.js';
 import { FIXTURES } from './helpers/molt.js';
 
 const HOST = '127.0.0.1';
@@ -83,7 +83,7 @@ async function exchange(port: number, bytes: Buffer, cuts: number[]): Promise<{ 
 test(`smuggling corpus: ${corpus.length} cases, each rejected with close; the backend never sees /smuggled`, async (t) => {
   assert.ok(corpus.length >= 80, 'corpus loaded');
   const b = await backend(t);
-  const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: HOST, port: b.port }]) });
+  const routing = routingTo({ host: HOST, port: b.port });
   const proxy = createProxy({ routing });
   const { port } = await proxy.listen(0, HOST);
   t.after(() => proxy.close(100));
@@ -117,7 +117,7 @@ test(`smuggling corpus: ${corpus.length} cases, each rejected with close; the ba
 
 test('smuggling: a valid request after a rejected one on another connection is still served', async (t) => {
   const b = await backend(t);
-  const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: HOST, port: b.port }]) });
+  const routing = routingTo({ host: HOST, port: b.port });
   const proxy = createProxy({ routing });
   const { port } = await proxy.listen(0, HOST);
   t.after(() => proxy.close(100));
