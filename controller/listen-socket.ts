@@ -8,33 +8,13 @@
 // socket activation, with the supervisor as the holder.
 //
 // Node has no public API for a bound-but-not-listening TCP socket, so this uses the tcp_wrap
-// binding (the same one net.Server uses). Without it, or for a host that is not an IP address,
-// the caller falls back to letting the sidecar bind by itself.
+// binding (the same one net.Server uses), through common/node-internals.ts, which checks once that
+// it binds and listens. Without it (or MOLT_NODE_INTERNALS=off), or for a host that is not an IP
+// address, the caller falls back to letting the sidecar bind by itself.
 
 import net from 'node:net';
 import util from 'node:util';
-
-interface TcpHandle {
-  bind(address: string, port: number): number;
-  bind6(address: string, port: number, flags: number): number;
-  getsockname(out: { port?: number }): number;
-  close(cb?: () => void): void;
-  readonly fd: number;
-}
-
-interface TcpWrapBinding {
-  TCP: new (type: number) => TcpHandle;
-  constants: { SERVER: number };
-}
-
-function tcpWrap(): TcpWrapBinding | null {
-  try {
-    const b = (process as unknown as { binding(name: string): Partial<TcpWrapBinding> }).binding('tcp_wrap');
-    return typeof b.TCP === 'function' && typeof b.constants?.SERVER === 'number' ? (b as TcpWrapBinding) : null;
-  } catch {
-    return null;
-  }
-}
+import { tcpWrap } from '../common/node-internals.js';
 
 export interface HeldListenSocket {
   /** The bound socket's file descriptor in this process (pass it to the child's stdio). */
@@ -47,8 +27,8 @@ export function bindListenSocket(host: string, port: number): { socket: HeldList
   const family = net.isIP(host);
   if (family === 0) return { socket: null, reason: `"${host}" is not an IP address` };
   if (port === 0) return { socket: null, reason: 'port 0 (the sidecar picks the port)' };
-  const b = tcpWrap();
-  if (b === null) return { socket: null, reason: "Node's tcp_wrap binding is not available" };
+  const { binding: b, reason } = tcpWrap();
+  if (b === null) return { socket: null, reason: `Node's tcp_wrap binding is not usable (${reason})` };
   const h = new b.TCP(b.constants.SERVER);
   const err = family === 6 ? h.bind6(host, port, 0) : h.bind(host, port);
   // libuv defers EADDRINUSE from bind to the first listen/connect, leaving the socket unbound: a

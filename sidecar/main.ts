@@ -14,6 +14,7 @@ import pino, { type Logger } from 'pino';
 import { parseCommandLine, parseHostPort } from '../common/args.js';
 import { LOG_LEVELS } from '../common/logger.js';
 import { MoltError } from '../common/errors.js';
+import { selfTest } from '../common/node-internals.js';
 import { ControlClient } from './control-client.js';
 import { createProxy } from './proxy.js';
 import { createRoutingState } from './routing.js';
@@ -109,6 +110,7 @@ async function awaitFirstTable(routing: { readonly revision: number }, log: Logg
 
 /** Single-process sidecar: proxy + routing + control client in this process. */
 export async function startSingle(opts: SidecarOptions, log: Logger): Promise<SidecarHandle> {
+  void selfTest(); // start it now, next to waiting for the first table; the proxy awaits it before listening
   const routing = createRoutingState({ log });
   const proxy = createProxy({ routing, log });
   const client = new ControlClient({
@@ -122,7 +124,9 @@ export async function startSingle(opts: SidecarOptions, log: Logger): Promise<Si
   client.start();
   await awaitFirstTable(routing, log);
   const address = await proxy.listen(opts.port, opts.host, opts.listenFd);
-  log.info({ address: address.address, port: address.port, control: opts.controlPath, workers: 1 }, 'sidecar listening');
+  // Which Node-internals fast paths passed their self-test (the proxy ran it before listening).
+  const internals = await selfTest();
+  log.info({ address: address.address, port: address.port, control: opts.controlPath, workers: 1, internals }, 'sidecar listening');
   return {
     address,
     async close(graceMs = SHUTDOWN_GRACE_MS) {
@@ -173,11 +177,13 @@ async function runPrimary(opts: SidecarOptions, log: Logger, flush: () => void):
     log,
   });
   coord.onFailure = (msg) => client.reportFailure(msg);
+  // Same Node, same environment as the workers: their self-test gives the same answer.
+  const internals = await selfTest();
   let listeningLogged = false;
   coord.onListening = (host, port) => {
     if (listeningLogged) return;
     listeningLogged = true;
-    log.info({ address: host, port, control: opts.controlPath, workers: opts.workers }, 'sidecar listening');
+    log.info({ address: host, port, control: opts.controlPath, workers: opts.workers, internals }, 'sidecar listening');
   };
 
   cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), args: rebuildArgs(opts) });

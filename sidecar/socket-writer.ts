@@ -13,51 +13,14 @@
 // out after the bytes written here. Everything else (cork blocks, end, error paths) keeps using
 // the socket directly.
 //
-// Needs Node's `stream_wrap` binding (WriteWrap, streamBaseState). If the running Node doesn't
-// expose it, or a socket has no handle yet, every write falls back to socket.write().
+// The handle access lives in common/node-internals.ts (`writeDirect`), enabled only after its
+// startup self-test passed; otherwise (or MOLT_NODE_INTERNALS=off / MOLT_SOCKET_WRITER=stream, or
+// a socket without a handle yet) every write falls back to socket.write().
 
 import type net from 'node:net';
+import { WRITE_ASYNC, WRITE_FALLBACK, WRITE_SYNC, writeDirect, type WriteOwner } from '../common/node-internals.js';
 
-interface WriteReq {
-  handle: unknown;
-  oncomplete: (this: WriteReq, status: number) => void;
-  async: boolean;
-  bytes: number;
-  buffer: Buffer | null;
-  writer: SocketWriter | null;
-}
-
-interface StreamHandle {
-  writeBuffer(req: WriteReq, buf: Buffer): number;
-}
-
-interface StreamWrapBinding {
-  WriteWrap: new () => WriteReq;
-  streamBaseState: Int32Array;
-  kLastWriteWasAsync: number;
-}
-
-const binding = ((): StreamWrapBinding | null => {
-  if (process.env.MOLT_SOCKET_WRITER === 'stream') return null; // escape hatch: always socket.write()
-  try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
-    if (typeof b.WriteWrap === 'function' && b.streamBaseState instanceof Int32Array &&
-        typeof b.kLastWriteWasAsync === 'number') return b as StreamWrapBinding;
-  } catch { /* not available: fall back */ }
-  return null;
-})();
-
-/** True when direct handle writes are in use (false: every write goes through socket.write). */
-export const directWrites = binding !== null;
-
-function onWriteComplete(this: WriteReq, status: number): void {
-  const w = this.writer;
-  this.buffer = null;
-  this.writer = null;
-  if (w !== null) w._completed(this.bytes, status);
-}
-
-export class SocketWriter {
+export class SocketWriter implements WriteOwner {
   readonly socket: net.Socket;
   /** Bytes handed to libuv that it has not finished writing. */
   inFlight = 0;
@@ -84,35 +47,22 @@ export class SocketWriter {
    */
   write(buf: Buffer): boolean {
     const s = this.socket;
-    const b = binding;
-    const h = (s as unknown as { _handle: StreamHandle | null })._handle;
-    if (b === null || h === null || s.writableLength !== 0 || s.connecting || s.destroyed || s.writableEnded) {
+    if (s.writableLength !== 0 || s.connecting || s.destroyed || s.writableEnded) {
       return s.write(buf) && this.inFlight === 0;
     }
-    const req = new b.WriteWrap();
-    req.handle = h;
-    req.oncomplete = onWriteComplete;
-    req.async = false;
-    req.bytes = 0;
-    req.buffer = null;
-    req.writer = null;
-    const err = h.writeBuffer(req, buf);
-    if (err !== 0) {
-      // Like a failed socket.write: the socket is finished; 'close' tells the owner.
-      s.destroy();
+    const r = writeDirect(s, buf, this);
+    if (r === WRITE_SYNC) return this.inFlight === 0;
+    if (r === WRITE_ASYNC) {
+      this.inFlight += buf.length;
       return false;
     }
-    const st = b.streamBaseState;
-    if (st[b.kLastWriteWasAsync] === 0) return this.inFlight === 0;
-    req.async = true;
-    req.bytes = buf.length;
-    req.buffer = buf; // keep it alive while libuv writes from it
-    req.writer = this;
-    this.inFlight += buf.length;
+    if (r === WRITE_FALLBACK) return s.write(buf) && this.inFlight === 0;
+    // Like a failed socket.write: the socket is finished; 'close' tells the owner.
+    s.destroy();
     return false;
   }
 
-  /** @internal called from the WriteWrap's oncomplete. */
+  /** @internal called when an asynchronous direct write finished. */
   _completed(bytes: number, status: number): void {
     this.inFlight -= bytes;
     if (this.inFlight < 0) this.inFlight = 0;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createProxy, type ProxyLimits } from '../sidecar/proxy.js';
-import { FakeRouting, FakeTarget } from './helpers/fake-routing.js';
+import { routingTo } from './helpers/real-routing.js';
 
 const HOST = '127.0.0.1';
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -21,8 +21,8 @@ const MiB = 1024 * 1024;
 
 const CHILD = `
 import { createProxy } from ${JSON.stringify(pathToFileURL(path.join(DIST, 'sidecar/proxy.js')).href)};
-import { FakeRouting, FakeTarget } from ${JSON.stringify(pathToFileURL(path.join(DIST, 'test/helpers/fake-routing.js')).href)};
-const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: '127.0.0.1', port: Number(process.env.BACKEND_PORT) }]) });
+import { routingTo } from ${JSON.stringify(pathToFileURL(path.join(DIST, 'test/helpers/real-routing.js')).href)};
+const routing = routingTo({ host: '127.0.0.1', port: Number(process.env.BACKEND_PORT) });
 const proxy = createProxy({ routing, limits: JSON.parse(process.env.LIMITS) });
 const { port } = await proxy.listen(0, '127.0.0.1');
 let maxRss = 0;
@@ -131,7 +131,7 @@ test('2000 idle client connections: proxy memory stays bounded, the timeouts clo
 test('slowloris: heads trickled a byte at a time get 408 + close at the header deadline, not later', async (t) => {
   let seen = 0;
   const bport = await backend(t, (_q, s) => { seen++; s.end('ok'); });
-  const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: HOST, port: bport }]) });
+  const routing = routingTo({ host: HOST, port: bport });
   const proxy = createProxy({ routing, limits: { headerTimeoutMs: 1000 } });
   const { port } = await proxy.listen(0, HOST);
   t.after(() => proxy.close(0));
@@ -234,7 +234,7 @@ test('pipelining: 5000 requests in one stream are answered in order with bounded
     maxInFlight = Math.max(maxInFlight, inFlight);
     setImmediate(() => { inFlight--; res.end(req.url!.slice(2)); });
   });
-  const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: HOST, port: bport }]) });
+  const routing = routingTo({ host: HOST, port: bport });
   const limits = { maxPipelined: 32, maxHeaderBytes: 65536 };
   const proxy = createProxy({ routing, limits });
   const { port } = await proxy.listen(0, HOST);

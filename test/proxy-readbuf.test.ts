@@ -9,7 +9,12 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createProxy } from '../sidecar/proxy.js';
+import { Exchange } from '../sidecar/exchange.js';
+import type { ClientConn } from '../sidecar/client-conn.js';
+import type { UpstreamConn } from '../sidecar/upstream-pool.js';
+import { BodyScanner, HeadScanner } from '../sidecar/framing.js';
 import { FakeRouting, FakeTarget, type FakeRoute } from './helpers/fake-routing.js';
+import { routingTo } from './helpers/real-routing.js';
 
 const HOST = '127.0.0.1';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -49,8 +54,11 @@ async function rawBackend(t: TestContext, onRequest: (s: net.Socket, path: strin
   return (srv.address() as net.AddressInfo).port;
 }
 
+/** A proxy routing to `route`: one version → the real Routing class; fallback or shadow (injected
+ *  decisions, failure statuses) → FakeRouting. */
 async function proxy(t: TestContext, route: FakeRoute): Promise<number> {
-  const p = createProxy({ routing: new FakeRouting(route) });
+  const single = !route.fallback && !route.shadow && route.primary.failureStatuses === null;
+  const p = createProxy({ routing: single ? routingTo(...route.primary.endpoints) : new FakeRouting(route) });
   const a = await p.listen(0, HOST);
   t.after(() => p.close(100));
   return a.port;
@@ -179,13 +187,17 @@ test('a response head split into many small reads is reassembled intact', async 
 });
 
 test('CONCURRENT: a held shadow response (head and body bytes kept across reads) is relayed intact', async (t) => {
+  // End to end only; whether the held bytes are pinned is decided deterministically by the
+  // stand-in connection tests at the end of this file.
   const shadowBody = pattern(200_000, 11);
+  let shadowHeadSent!: () => void;
+  const shadowAnswered = new Promise<void>((r) => { shadowHeadSent = r; });
   const primary = await rawBackend(t, async (s) => {
-    await sleep(150); // the shadow answers first and is held
+    await shadowAnswered; // the shadow answers first and is held
     s.write('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown');
   });
   const shadow = await rawBackend(t, async (s) => {
-    s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nX-Shadow: yes\r\nContent-Length: ${shadowBody.length}\r\n\r\n`), shadowBody.subarray(0, 1000)]));
+    s.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nX-Shadow: yes\r\nContent-Length: ${shadowBody.length}\r\n\r\n`), shadowBody.subarray(0, 1000)]), () => shadowHeadSent());
     await sleep(20);
     s.write(shadowBody.subarray(1000, 5000));
     await sleep(20);
@@ -310,4 +322,118 @@ test('failover resends a retained request body (kept across reads) intact', asyn
   assert.match(raw.toString('latin1'), /^HTTP\/1\.1 200 /);
   assert.deepEqual(primary.seen, [`/r ${sha(body)}`]);
   assert.deepEqual(fallback.seen, [`/r ${sha(body)}`]);
+});
+
+// ---- the pin rule itself, deterministically ----
+//
+// The end-to-end tests above need the kernel and the scheduler to line up before a missing pin
+// shows (a held response is only damaged when the client socket is backed up at the moment it is
+// relayed). Here an Exchange gets its reads from a stand-in connection that does what
+// UpstreamConn's `onread` does to an unpinned buffer: the next read overwrites it. Every case in
+// which an exchange keeps read bytes past the read callback must pin.
+
+/** A stand-in UpstreamConn: one reused read buffer, overwritten by the next read unless pinned. */
+class ReusingConn {
+  readonly head = new HeadScanner(false, 65536, 100);
+  readonly body = new BodyScanner(65536);
+  readonly buf = Buffer.alloc(32 * 1024);
+  pinned = false;
+  paused = false;
+  readonly socket = {
+    pause: () => { this.paused = true; },
+    resume: () => { this.paused = false; },
+    isPaused: () => this.paused,
+  };
+  disarm(): void {}
+  armResponseTimeout(): void {}
+  pin(): void { this.pinned = true; }
+  /** Deliver `bytes` as one read into the reused buffer (a new buffer if the last one was pinned). */
+  read(ex: Exchange, bytes: Buffer): void {
+    const b = this.pinned ? Buffer.alloc(this.buf.length) : this.buf;
+    if (this.pinned) { this.pinned = false; (this as { buf: Buffer }).buf = b; }
+    bytes.copy(b);
+    ex.onUpstreamData(this as unknown as UpstreamConn, b.subarray(0, bytes.length));
+  }
+  /** What the kernel's next read would do to an unpinned buffer. */
+  scribble(): void { if (!this.pinned) this.buf.fill(0x78); }
+}
+
+/** The client side of an exchange, reduced to what Exchange calls; `onHead` decides like the policy would. */
+function standInClient(onHead: (ex: Exchange) => void) {
+  const relayed: Buffer[] = [];
+  const routing = new FakeRouting();
+  return {
+    relayed,
+    routing,
+    gen: 0, isHead: false, expectContinue: false, upgrade: false,
+    writer: { flushed: true, write: (b: Buffer) => { relayed.push(b); return true; } },
+    proxy: { routing, pool: { destroy: () => {}, release: () => {} }, limits: { maxRetryBodyBytes: 1 << 20 } },
+    upgradeFor: () => false,
+    writeInterim: () => {},
+    onExchangeHead: onHead,
+    relayData(ex: Exchange, b: Buffer): void { relayed.push(b); },
+    relayDone: () => {},
+    maybeResume: () => {},
+    bufferedResponse: (ex: Exchange) => { relayed.push(Buffer.from(ex.headBuf!.subarray(0, ex.headLen))); },
+  };
+}
+
+function exchangeOn(client: ReturnType<typeof standInClient>, conn: ReusingConn, role: 'primary' | 'shadow'): Exchange {
+  const ex = new Exchange(client as unknown as ClientConn, new FakeTarget(role, [{ host: HOST, port: 1 }]), role);
+  ex.conn = conn as unknown as UpstreamConn;
+  ex.requestDone = true;
+  ex.written = true;
+  return ex;
+}
+
+const HEAD = 'HTTP/1.1 200 OK\r\nX-Shadow: yes\r\nContent-Length: 5000\r\n\r\n';
+
+test('a held CONCURRENT response keeps its head and body bytes when the connection reads again (pinned)', () => {
+  const conn = new ReusingConn();
+  const client = standInClient((ex) => ex.hold()); // the shadow answered first: held until the primary decides
+  const ex = exchangeOn(client, conn, 'shadow');
+  const body = pattern(1000, 51);
+  conn.read(ex, Buffer.concat([Buffer.from(HEAD), body]));
+  assert.equal(ex.state, 'hold');
+  assert.equal(conn.paused, true, 'a held response pauses its socket');
+  conn.scribble();
+  assert.equal(ex.headBuf!.toString('latin1', 0, ex.headLen), HEAD, 'held head intact');
+  assert.equal(sha(ex.rest!), sha(body), 'held body bytes intact');
+});
+
+test('a response being collected (small, could still fail over) keeps its head when the connection reads again (pinned)', () => {
+  const conn = new ReusingConn();
+  const client = standInClient((ex) => ex.startBuffering());
+  const ex = exchangeOn(client, conn, 'primary');
+  const body = pattern(5000, 52);
+  conn.read(ex, Buffer.concat([Buffer.from(HEAD), body.subarray(0, 1500)]));
+  assert.equal(ex.state, 'buffer');
+  conn.scribble();
+  conn.read(ex, body.subarray(1500));
+  assert.equal(client.relayed.length, 1, 'the collected response was handed over once complete');
+  assert.equal(client.relayed[0]!.toString('latin1'), HEAD, 'kept head intact');
+  assert.equal(sha(ex.rest!), sha(body), 'collected body intact');
+});
+
+test('a response head split across reads is reassembled from kept bytes (pinned)', () => {
+  const conn = new ReusingConn();
+  const heads: string[] = [];
+  const client = standInClient((ex) => { heads.push(ex.headBuf!.toString('latin1', 0, ex.headLen)); ex.hold(); });
+  const ex = exchangeOn(client, conn, 'shadow');
+  conn.read(ex, Buffer.from(HEAD.slice(0, 20)));
+  conn.scribble();
+  conn.read(ex, Buffer.from(HEAD.slice(20)));
+  assert.deepEqual(heads, [HEAD]);
+});
+
+test('body bytes relayed to a client that did not take them at once stay intact (pinned)', () => {
+  const conn = new ReusingConn();
+  const client = standInClient((ex) => { ex.state = 'relay'; });
+  const ex = exchangeOn(client, conn, 'primary');
+  conn.read(ex, Buffer.from(HEAD));
+  client.writer.flushed = false; // the client socket is backed up: writes keep views
+  const piece = pattern(2000, 53);
+  conn.read(ex, piece);
+  conn.scribble();
+  assert.equal(sha(client.relayed.at(-1)!), sha(piece));
 });

@@ -5,6 +5,8 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createProxy, type ProxyLimits } from '../sidecar/proxy.js';
 import { FakeRouting, FakeTarget, type FakeRoute, type FakeTargetOptions } from './helpers/fake-routing.js';
+import { routingTo } from './helpers/real-routing.js';
+import type { RoutingState } from '../sidecar/routing-types.js';
 
 const HOST = '127.0.0.1';
 
@@ -48,13 +50,20 @@ function target(id: string, port: number, o?: FakeTargetOptions): FakeTarget {
   return new FakeTarget(id, [{ host: HOST, port }], o);
 }
 
-async function proxyFor(t: TestContext, routing: FakeRouting, limits?: Partial<ProxyLimits>): Promise<number> {
+async function proxyFor(t: TestContext, routing: RoutingState, limits?: Partial<ProxyLimits>): Promise<number> {
   const p = createProxy({ routing, limits });
   const a = await p.listen(0, HOST);
   t.after(() => p.close(100));
   return a.port;
 }
 
+/** A proxy in front of one backend, routed by the real Routing class (one INSTANT version). */
+async function setupReal(t: TestContext, backendPort: number, limits?: Partial<ProxyLimits>): Promise<{ port: number }> {
+  return { port: await proxyFor(t, routingTo({ host: HOST, port: backendPort }), limits) };
+}
+
+/** A proxy with FakeRouting: for tests that inject primary/fallback/shadow decisions, failure
+ *  statuses or timeouts per version, or assert each recorded success/failure/mismatch. */
 async function setup(t: TestContext, route: FakeRoute, limits?: Partial<ProxyLimits>): Promise<{ routing: FakeRouting; port: number }> {
   const routing = new FakeRouting(route);
   return { routing, port: await proxyFor(t, routing, limits) };
@@ -213,7 +222,7 @@ test('pipelined requests are answered in order', async (t) => {
     const n = Number(q.url!.slice(1));
     setImmediate(() => s.end('r' + n)); // answer asynchronously
   });
-  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const { port } = await setupReal(t, b.port);
   const c = await Client.open(t, port);
   let all = '';
   for (let i = 0; i < 10; i++) all += get('/' + i);
@@ -232,7 +241,7 @@ test('chunked upload and chunked download pass through', async (t) => {
     s.write(body);
     s.end(':end');
   });
-  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const { port } = await setupReal(t, b.port);
   const c = await Client.open(t, port);
   c.write('POST /up HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
   await new Promise((r) => setImmediate(r));
@@ -255,7 +264,7 @@ test('HEAD, 204 and 304 responses have no body and the connection stays usable',
     s.setHeader('Content-Length', '11');
     s.end(q.method === 'HEAD' ? undefined : 'hello world');
   });
-  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const { port } = await setupReal(t, b.port);
   const c = await Client.open(t, port);
   c.write('HEAD / HTTP/1.1\r\nHost: app.test\r\n\r\n');
   const h = await c.response(true);
@@ -273,7 +282,7 @@ test('HEAD, 204 and 304 responses have no body and the connection stays usable',
 
 test('Expect: 100-continue is forwarded and the upstream 100 relayed', async (t) => {
   const b = await backend(t, (_q, s, body) => s.end('len=' + body.length));
-  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const { port } = await setupReal(t, b.port);
   const c = await Client.open(t, port);
   c.write('POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n');
   const interim = await c.response();
@@ -290,7 +299,7 @@ test('Connection: close from the client closes after the response; upstream clos
     s.setHeader('Content-Length', '2'); // node answers HTTP/1.0 requests until-close otherwise
     s.end('ok');
   });
-  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const { port } = await setupReal(t, b.port);
   const c = await Client.open(t, port);
   c.write(get('/upclose'));
   const r1 = await c.response();
@@ -374,7 +383,7 @@ test('Upgrade: a tunnel carries more than the socket buffers hold, both ways, wi
       upReceived += d.length;
     });
   });
-  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const { port } = await setupReal(t, b.port);
   const sock = net.connect(port, HOST);
   t.after(() => sock.destroy());
   await once(sock, 'connect');
@@ -464,7 +473,7 @@ const MALFORMED: [string, string][] = [
 for (const [name, raw] of MALFORMED) {
   test(`malformed request (${name}) → 4xx + close, upstream sees nothing`, async (t) => {
     const b = await backend(t);
-    const { port } = await setup(t, { primary: target('v1', b.port) });
+    const { port } = await setupReal(t, b.port);
     const c = await Client.open(t, port);
     c.write(Buffer.from(raw, 'latin1'));
     const text = await c.text();
@@ -477,7 +486,7 @@ for (const [name, raw] of MALFORMED) {
 
 test('smuggling: a bad second request after a good one is never forwarded', async (t) => {
   const b = await backend(t, (q, s) => s.end('saw ' + q.url));
-  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const { port } = await setupReal(t, b.port);
   const c = await Client.open(t, port);
   c.write('POST /first HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\n\r\n' +
     'GET /smuggled HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
@@ -490,7 +499,7 @@ test('smuggling: a bad second request after a good one is never forwarded', asyn
 
 test('header too large → 431 and close', async (t) => {
   const b = await backend(t);
-  const { port } = await setup(t, { primary: target('v1', b.port) }, { maxHeaderBytes: 1024 });
+  const { port } = await setupReal(t, b.port, { maxHeaderBytes: 1024 });
   const c = await Client.open(t, port);
   c.write('GET / HTTP/1.1\r\nHost: app.test\r\nX: ' + 'a'.repeat(2000) + '\r\n\r\n');
   assert.match(await c.text(), /^HTTP\/1.1 431 /);
@@ -499,7 +508,7 @@ test('header too large → 431 and close', async (t) => {
 
 test('slowloris: incomplete head → 408 and close; idle keep-alive → silent close', async (t) => {
   const b = await backend(t);
-  const { port } = await setup(t, { primary: target('v1', b.port) }, { headerTimeoutMs: 200, idleTimeoutMs: 200 });
+  const { port } = await setupReal(t, b.port, { headerTimeoutMs: 200, idleTimeoutMs: 200 });
   const c = await Client.open(t, port);
   c.write('GET / HTTP/1.1\r\nHost: app');
   const text = await c.text();

@@ -20,7 +20,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { once } from 'node:events';
 import { createProxy } from '../sidecar/proxy.js';
-import { FakeRouting, FakeTarget } from './helpers/fake-routing.js';
+import { routingTo } from './helpers/real-routing.js';
 import { FIXTURES } from './helpers/molt.js';
 
 const HOST = '127.0.0.1';
@@ -98,7 +98,7 @@ test(`smuggling corpus: ${corpus.length} cases, each rejected with close; the ba
   assert.ok(corpus.length >= 130, 'corpus loaded');
   for (const cat of ['lookalike', 'target', 'ctl', 'version']) assert.ok(corpus.some((c) => c.category === cat), cat);
   const b = await backend(t);
-  const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: HOST, port: b.port }]) });
+  const routing = routingTo({ host: HOST, port: b.port });
   const proxy = createProxy({ routing });
   const { port } = await proxy.listen(0, HOST);
   t.after(() => proxy.close(100));
@@ -135,7 +135,7 @@ test(`smuggling corpus: ${corpus.length} cases, each rejected with close; the ba
 
 test('smuggling: a valid request after a rejected one on another connection is still served', async (t) => {
   const b = await backend(t);
-  const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: HOST, port: b.port }]) });
+  const routing = routingTo({ host: HOST, port: b.port });
   const proxy = createProxy({ routing });
   const { port } = await proxy.listen(0, HOST);
   t.after(() => proxy.close(100));

@@ -1,5 +1,8 @@
 // Test double for RoutingState: fixed primary / fallback / shadow targets per host, records every
-// call, so data-path tests do not depend on sidecar/routing.ts.
+// call. Use it only where that is the point — a test that injects a decision (a fallback or shadow
+// pairing, per-version failure statuses or timeouts, routes switched mid-test) or asserts each
+// recorded success/failure/mismatch with its kind. Otherwise route with the real class:
+// test/helpers/real-routing.ts.
 
 import type { Endpoint, FailureMessage, RoutingTable, VersionStats } from '../../common/protocol.js';
 import type { FailureKind, RouteDecision, RoutingState, VersionTarget } from '../../sidecar/routing-types.js';
