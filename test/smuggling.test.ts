@@ -213,7 +213,7 @@ async function rawBackend(t: TestContext, fold: boolean): Promise<RawBackend> {
 }
 
 async function proxyTo(t: TestContext, port: number): Promise<number> {
-  const routing = new FakeRouting({ primary: new FakeTarget('v1', [{ host: HOST, port }]) });
+  const routing = routingTo({ host: HOST, port });
   const proxy = createProxy({ routing });
   const l = await proxy.listen(0, HOST);
   t.after(() => proxy.close(100));
