@@ -55,8 +55,8 @@ export interface FailurePolicyConfig {
   responseTimeoutMs: number;
 }
 
-/** testing: preflight (issue 11) — healthy, in the table so its endpoints are known, but never routed to. */
-export type VersionState = 'serving' | 'rolledBack' | 'draining' | 'testing';
+/** A version under preflight (Testing) is not in the table at all: nothing can route to it. */
+export type VersionState = 'serving' | 'rolledBack' | 'draining';
 
 export interface RouteVersion {
   /** AppVersion metadata.name: unique across all apps. */
@@ -90,15 +90,6 @@ export interface RouteApp {
   bucketCookie: string;
   /** Newest first. */
   versions: RouteVersion[];
-  /** Recording at the ingress (preflight). Absent = defaults; entries 0 = off. */
-  recording?: RecordingConfig;
-}
-
-export interface RecordingConfig {
-  /** Exchanges kept per app per sidecar process. */
-  entries: number;
-  /** Request and response bodies are kept up to this size. */
-  maxBodyBytes: number;
 }
 
 export interface RoutingTable {
@@ -206,11 +197,6 @@ export interface TrafficMessage {
 
 export type ControllerMessage = HelloMessage | RoutesMessage | TrafficRequestMessage;
 export type SidecarMessage = HelloMessage | AckMessage | FailureMessage | StatsMessage | TrafficMessage;
-
-/** The header every request molt originates for a preflight carries (replays, shadow copies, noise probes). */
-export const SHADOW_HEADER = 'x-molt-shadow';
-
-export const DEFAULT_RECORDING: RecordingConfig = { entries: 500, maxBodyBytes: 64 * 1024 };
 
 export const LATENCY_BUCKETS_SECONDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 

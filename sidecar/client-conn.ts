@@ -29,6 +29,7 @@ import { CONN_CLOSE, CONN_KEEP_ALIVE, CONN_UPGRADE, requestHead, responseHead } 
 import { now, type TimerItem } from './timers.js';
 import { readIntoOwnBuffer } from '../common/node-internals.js';
 import { Exchange } from './exchange.js';
+import type { Capture } from './recorder.js';
 import {
   connectRetryDelay,
   decide,
@@ -102,6 +103,8 @@ function holdsClientBytes(ex: Exchange | null): boolean {
 }
 
 export class ClientConn implements TimerItem {
+  /** Recording of the current exchange (preflight; null when not recorded). */
+  cap: Capture | null = null;
   readonly proxy: ProxyImpl;
   readonly socket: net.Socket;
   /** Hot-path writes to `socket` (socket-writer.ts). */
@@ -275,7 +278,16 @@ export class ClientConn implements TimerItem {
     }
   }
 
+  /** The exchange ends without a relayed response (local answer, tunnel, client gone): not recorded. */
+  #dropCapture(): void {
+    const cap = this.cap;
+    if (cap === null) return;
+    this.cap = null;
+    this.proxy.recorder!.abort(cap);
+  }
+
   #onClose(): void {
+    this.#dropCapture();
     this.reqState = 'closed';
     this.deadline = 0;
     this.proxy.wheel.remove(this);
@@ -373,6 +385,13 @@ export class ClientConn implements TimerItem {
     const merge = first !== null && first.length <= MERGE_MAX ? first : null;
     if (merge !== null) first = null;
     const out = requestHead(h, buf, hs, host, this.clientIp, this.upgrade, this.v10, merge);
+    const rec = proxy.recorder;
+    if (rec !== null && !this.upgrade) {
+      // The request as forwarded (hop-by-hop headers already dropped); kept only if it completes.
+      const cap = rec.begin(Date.now());
+      if (cap !== null) { cap.requestHead(out); cap.t0 = now(); }
+      this.cap = cap;
+    }
 
     const cl = h.contentLength;
     const fitsRetry = bodyKind !== BODY_LENGTH || cl <= this.limits.maxRetryBodyBytes;
@@ -434,6 +453,7 @@ export class ClientConn implements TimerItem {
   }
 
   #forward(chunk: Buffer): void {
+    if (this.cap !== null) this.cap.appendRequest(chunk, 0, chunk.length);
     const r = this.retained;
     if (r !== null) {
       if (this.retainedBytes + chunk.length <= this.limits.maxRetryBodyBytes) {
@@ -735,7 +755,9 @@ export class ClientConn implements TimerItem {
       // Common case: head and a small body arrived together. One buffer, one write.
       const n = c.body.execute(r, 0, r.length);
       if (n === ERROR) { this.#badResponseBody(ex); return; }
-      if (!this.writer.write(this.#buildResponseHead(ex, false, r, n)) && !c.body.done) { this.relayPaused = true; c.socket.pause(); }
+      const headAndBody = this.#buildResponseHead(ex, false, r, n);
+      if (this.cap !== null) this.cap.appendResponse(headAndBody, 0, headAndBody.length);
+      if (!this.writer.write(headAndBody) && !c.body.done) { this.relayPaused = true; c.socket.pause(); }
       if (c.body.done) {
         if (n < r.length) ex.reusable = false;
         ex.complete();
@@ -744,7 +766,9 @@ export class ClientConn implements TimerItem {
       return;
     }
     sock.cork();
-    sock.write(this.#buildResponseHead(ex, false, null, 0));
+    const head = this.#buildResponseHead(ex, false, null, 0);
+    if (this.cap !== null) this.cap.appendResponse(head, 0, head.length);
+    sock.write(head);
     if (c.body.done) {
       if (r !== null) ex.reusable = false;
       ex.complete();
@@ -769,6 +793,7 @@ export class ClientConn implements TimerItem {
     const b = c.body;
     const n = b.execute(buf, start, buf.length);
     if (n === ERROR) { this.#badResponseBody(ex); return; }
+    if (n > 0 && this.cap !== null) this.cap.appendResponse(buf, start, start + n);
     if (n > 0 && !this.writer.write(n === buf.length && start === 0 ? buf : buf.subarray(start, start + n))) {
       this.relayPaused = true;
       c.socket.pause();
@@ -781,6 +806,7 @@ export class ClientConn implements TimerItem {
   }
 
   #startTunnel(ex: Exchange, c: UpstreamConn): void {
+    this.#dropCapture();
     c.detach();
     ex.state = 'tunnel';
     this.reqState = 'tunnel';
@@ -799,6 +825,13 @@ export class ClientConn implements TimerItem {
 
   relayDone(ex: Exchange): void {
     if (ex !== this.relay) return;
+    const cap = this.cap;
+    if (cap !== null) {
+      this.cap = null;
+      cap.status = ex.status;
+      cap.durationMicros = Math.round((now() - cap.t0) * 1000);
+      this.proxy.recorder!.commit(ex.target.app, cap);
+    }
     this.relay = null;
     this.relayPaused = false;
     this.respState = 'done';
@@ -806,6 +839,7 @@ export class ClientConn implements TimerItem {
   }
 
   #responseDone(): void {
+    this.#dropCapture();
     if (this.reqState === 'closed') return;
     const s = this.shadow;
     if (s !== null && s.state === 'hold') s.discard();

@@ -67,6 +67,8 @@ export const H_EXPECT = 8;
 export const H_X_FORWARDED_FOR = 9;
 export const H_X_FORWARDED_PROTO = 10;
 export const H_X_FORWARDED_HOST = 11;
+/** x-molt-shadow: marks requests molt originates for a preflight; never accepted from a client. */
+export const H_X_MOLT_SHADOW = 12;
 
 export const DEFAULT_MAX_HEADER_BYTES = 64 * 1024;
 export const DEFAULT_MAX_HEADERS = 100;
@@ -139,6 +141,7 @@ function classifyName(buf: Buffer, s: number, e: number): number {
     case 10:
       if (eqLower(buf, s, e, 'connection')) return H_CONNECTION;
       return eqLower(buf, s, e, 'keep-alive') ? H_HOP : H_OTHER;
+    case 13: return eqLower(buf, s, e, 'x-molt-shadow') ? H_X_MOLT_SHADOW : H_OTHER;
     case 14: return eqLower(buf, s, e, 'content-length') ? H_CONTENT_LENGTH : H_OTHER;
     case 15: return eqLower(buf, s, e, 'x-forwarded-for') ? H_X_FORWARDED_FOR : H_OTHER;
     case 16:
@@ -168,7 +171,7 @@ function classifyName(buf: Buffer, s: number, e: number): number {
 const PROTECTED_NAMES = [
   'transfer-encoding', 'content-length', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer',
   'upgrade', 'host', 'proxy-authenticate', 'proxy-authorization', 'x-forwarded-for', 'x-forwarded-proto',
-  'x-forwarded-host',
+  'x-forwarded-host', 'x-molt-shadow',
 ];
 const FOLD_MAX = 19; // 'proxy-authorization'
 const PROTECTED_BY_LENGTH: Uint8Array[][] = [];

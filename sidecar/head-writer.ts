@@ -17,6 +17,7 @@ import {
   H_X_FORWARDED_FOR,
   H_X_FORWARDED_HOST,
   H_X_FORWARDED_PROTO,
+  H_X_MOLT_SHADOW,
   type HeadScanner,
 } from './framing.js';
 
@@ -39,6 +40,8 @@ export function dropHeader(h: HeadScanner, i: number, side: HeadSide, upgrade: b
     case H_CONNECTION: case H_HOP: return true;
     case H_UPGRADE: return !upgrade;
     case H_X_FORWARDED_FOR: case H_X_FORWARDED_PROTO: case H_X_FORWARDED_HOST: return side === 'request';
+    // Only molt marks preflight copies: a client cannot make its request look like one.
+    case H_X_MOLT_SHADOW: return side === 'request';
     default: return false;
   }
 }

@@ -17,6 +17,8 @@ import { MoltError } from '../common/errors.js';
 import { selfTest } from '../common/node-internals.js';
 import { ControlClient } from './control-client.js';
 import { createProxy } from './proxy.js';
+import { TrafficRecorder } from './recorder.js';
+import { readTraffic } from './traffic.js';
 import { createRoutingState } from './routing.js';
 import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from './workers.js';
 
@@ -112,10 +114,15 @@ async function awaitFirstTable(routing: { readonly revision: number }, log: Logg
 export async function startSingle(opts: SidecarOptions, log: Logger): Promise<SidecarHandle> {
   void selfTest(); // start it now, next to waiting for the first table; the proxy awaits it before listening
   const routing = createRoutingState({ log });
-  const proxy = createProxy({ routing, log });
+  const recorder = new TrafficRecorder();
+  const proxy = createProxy({ routing, log, recorder });
   const client = new ControlClient({
     socketPath: opts.controlPath,
-    apply: (table) => routing.apply(table),
+    apply: (table) => {
+      routing.apply(table);
+      recorder.retainApps(new Set(table.apps.map((a) => a.name)));
+    },
+    traffic: (req) => readTraffic(recorder, '0', req),
     revision: () => routing.revision,
     stats: () => routing.stats(),
     log,
@@ -138,7 +145,8 @@ export async function startSingle(opts: SidecarOptions, log: Logger): Promise<Si
 
 async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): Promise<void> {
   const routing = createRoutingState({ log });
-  const proxy = createProxy({ routing, log });
+  const recorder = new TrafficRecorder();
+  const proxy = createProxy({ routing, log, recorder });
   const ch: Channel<ToPrimary> = {
     send: (msg) => {
       if (process.connected) process.send!(msg);
@@ -158,7 +166,12 @@ async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): 
     flush();
     process.exit(0);
   };
-  const agent = new WorkerAgent(routing, ch, { log, onShutdown: (g) => void shutdown(g) });
+  const agent = new WorkerAgent(routing, ch, {
+    log,
+    onShutdown: (g) => void shutdown(g),
+    traffic: (req) => readTraffic(recorder, `w${cluster.worker?.id ?? 0}`, req),
+    onTable: (table) => recorder.retainApps(new Set(table.apps.map((a) => a.name))),
+  });
   agent.start();
   onSignals(() => void shutdown(SHUTDOWN_GRACE_MS));
   process.on('disconnect', () => void shutdown(SHUTDOWN_GRACE_MS)); // the primary is gone
@@ -174,6 +187,7 @@ async function runPrimary(opts: SidecarOptions, log: Logger, flush: () => void):
     apply: (table) => coord.applyTable(table),
     revision: () => coord.revision,
     stats: () => coord.stats(),
+    traffic: (req) => coord.traffic(req),
     log,
   });
   coord.onFailure = (msg) => client.reportFailure(msg);

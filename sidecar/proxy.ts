@@ -14,6 +14,7 @@
 //
 // See sidecar/README.md "Data path" for limits, retry and smuggling rules.
 
+import type { TrafficRecorder } from './recorder.js';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -56,6 +57,8 @@ export interface ProxyOptions {
   routing: RoutingState;
   limits?: Partial<ProxyLimits>;
   log?: Logger;
+  /** Recording at the ingress for preflight (sidecar/recorder.ts); absent = not recorded. */
+  recorder?: TrafficRecorder;
 }
 
 export interface Proxy {
@@ -78,6 +81,7 @@ export class ProxyImpl implements Proxy {
   readonly wheel: TimerWheel;
   readonly pool: UpstreamPool;
   readonly conns = new Set<ClientConn>();
+  readonly recorder: TrafficRecorder | null;
   closing = false;
   #closedResolve: (() => void) | null = null;
   // counters: plain fields, cheap when unused
@@ -92,6 +96,7 @@ export class ProxyImpl implements Proxy {
     this.routing = opts.routing;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.log = opts.log;
+    this.recorder = opts.recorder ?? null;
     this.wheel = new TimerWheel();
     this.pool = new UpstreamPool({ wheel: this.wheel, maxHeaderBytes: this.limits.maxHeaderBytes, maxHeaders: this.limits.maxHeaders });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.#onConnection(s));

@@ -50,6 +50,8 @@ export class Capture {
   status = 0;
   /** Per-recorder sequence number, assigned at commit: readers ask for entries after the last they saw. */
   seq = 0;
+  /** Monotonic ms (timers.now) at the request's start, for durationMicros. */
+  t0 = 0;
   /** Head too long or otherwise not recordable: commit() drops it. */
   spoiled = false;
   /** Upper bound for req/res: head limit + body limit. */
@@ -71,8 +73,8 @@ export class Capture {
     this.spoiled = false;
   }
 
-  /** The forwarded request head; must come first. */
-  requestHead(buf: Buffer, maxHeadBytes: number): void {
+  /** The forwarded request head (maybe followed by the first body bytes); must come first. */
+  requestHead(buf: Buffer, maxHeadBytes = this.max): void {
     if (buf.length > maxHeadBytes) { this.spoiled = true; return; }
     this.appendRequest(buf, 0, buf.length);
     this.reqHeadLen = this.reqLen;

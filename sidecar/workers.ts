@@ -297,6 +297,8 @@ export interface WorkerAgentOptions {
   statsIntervalMs?: number;
   /** Called when the primary asks the worker to shut down. */
   onShutdown?: (graceMs: number) => void;
+  /** Called after each table is applied (e.g. to forget recordings of removed apps). */
+  onTable?: (table: RoutingTable) => void;
   /** This worker's recorded traffic (absent: none). */
   traffic?: (req: TrafficRequestMessage) => TrafficPart;
 }
@@ -357,6 +359,7 @@ export class WorkerAgent {
           this.#o.log?.error({ err, revision: msg.table?.revision }, 'worker: could not apply the routing table');
           return;
         }
+        this.#o.onTable?.(msg.table);
         for (const [id, epoch] of msg.failed) r.markFailed(id, epoch);
         for (const [id, epoch, total] of msg.totals) r.setProgressTotal(id, epoch, total);
         this.#o.log?.debug({ revision: msg.table.revision }, 'worker: routing table applied');
