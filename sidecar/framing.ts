@@ -99,6 +99,13 @@ const FIELD = new Uint8Array(256);
 for (let c = 0x01; c <= 0xff; c++) FIELD[c] = 1;
 FIELD[CR] = 0;
 FIELD[LF] = 0;
+/** Field-name bytes: 1 letter/digit, 2 "-", 3 any other tchar, 0 not a tchar. Lets the name loop
+ *  notice, at no cost for ordinary names, the ones that need the look-alike check. */
+const NAMECH = new Uint8Array(256);
+for (let c = 0; c < 256; c++) if (TOKEN[c] === 1) NAMECH[c] = 3;
+for (let c = 0x30; c <= 0x39; c++) NAMECH[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) { NAMECH[c] = 1; NAMECH[c + 0x20] = 1; }
+NAMECH[0x2d] = 2;
 /** request-target: visible ASCII only. */
 const TARGET = new Uint8Array(256);
 for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
@@ -458,16 +465,20 @@ export class HeadScanner {
           if (TOKEN[c] !== 1) return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_NAME', 'invalid header name');
           if (this.headerCount >= this.maxHeaders) return this.#fail('MOLT_ERR_HTTP_TOO_MANY_HEADERS', 'too many headers');
           lines[this.headerCount * 4] = p - start;
+          aux = NAMECH[c] === 1 ? 0 : 1; // aux = 1: the name is not canonically spelled (see isLookalikeName)
           state = S_NAME;
           continue;
-        case S_NAME:
-          if (TOKEN[c] === 1) continue;
+        case S_NAME: {
+          const t = NAMECH[c];
+          if (t === 1) continue;
+          if (t === 2) { if (buf[p - 1] === HYPHEN) aux = 1; continue; }
+          if (t === 3) { aux = 1; continue; }
           if (c === COLON) {
             const i = this.headerCount;
             const ns = start + lines[i * 4]!;
             lines[i * 4 + 1] = p - start;
             let kind = classifyName(buf, ns, p);
-            if (kind === H_OTHER && isLookalikeName(buf, ns, p)) {
+            if (kind === H_OTHER && (aux === 1 || buf[p - 1] === HYPHEN) && isLookalikeName(buf, ns, p)) {
               if (this.isRequest) return this.#fail('MOLT_ERR_HTTP_LOOKALIKE_HEADER', 'header name folds to a framing, hop-by-hop or proxy header');
               kind = H_HOP; // response: dropped on the way to the client
             }
@@ -478,6 +489,7 @@ export class HeadScanner {
           if (c === SP || c === HT) return this.#fail('MOLT_ERR_HTTP_SPACE_BEFORE_COLON', 'whitespace between field name and colon');
           if (c === CR || c === LF) return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_NAME', 'header line without colon');
           return this.#fail('MOLT_ERR_HTTP_BAD_HEADER_NAME', 'invalid header name');
+        }
         case S_OWS:
           if (c === SP || c === HT) continue;
           mark = p;
