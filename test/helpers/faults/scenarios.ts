@@ -398,6 +398,9 @@ function daemonRestart(id: string, title: string, mode: DaemonMode, at: 'startin
         const proxiesBefore = dockerProxies();
         const faultAt = (t0 = Date.now());
         const downAt = await daemon.stop();
+        // At least one reconcile surely runs while the daemon is away (the resync alone might not
+        // come in the short gap): it must not read an unreachable daemon as "no containers".
+        await env.handle.controller.reconcileNow();
         const upAt = await daemon.start();
         // Settled: the last 30 answers all fine and started after the daemon was back, phases unchanged for 3 s.
         let recovered = true;
