@@ -170,7 +170,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       this.#startStats();
       this.emit('connected');
     });
-    s.on('data', (chunk: Buffer) => this.#onData(chunk));
+    s.on('data', (chunk: Buffer) => this.#onData(s, chunk));
     s.on('error', (err: NodeJS.ErrnoException) => {
       if (!this.#open) {
         if (!this.#warnedUnavailable) {
@@ -227,9 +227,11 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
 
   // ---- framing: newline-delimited, bounded; views into the chunk until a line completes ----
 
-  #onData(chunk: Buffer): void {
+  #onData(s: net.Socket, chunk: Buffer): void {
     let start = 0;
-    while (start < chunk.length) {
+    // Once the socket is closed (e.g. the controller speaks another protocol), the rest of the
+    // chunk is not read: a table sent right after a mismatched hello must not be applied.
+    while (start < chunk.length && !s.destroyed) {
       const nl = chunk.indexOf(10, start);
       if (nl === -1) {
         this.#append(chunk.subarray(start));

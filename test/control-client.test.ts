@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { ControlClient } from '../sidecar/control-client.js';
 import { line, onLines } from '../common/ndjson.js';
 import { createRoutingState } from '../sidecar/routing.js';
+import { waitFor } from './helpers/molt.js';
 import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable } from '../common/protocol.js';
 
 /** A fake controller: records every line received, lets the test send lines. */
@@ -61,7 +62,7 @@ function tableOf(revision: number): RoutingTable {
   };
 }
 
-function setup(t: { after(fn: () => unknown): void }) {
+function setup(t: { after(fn: () => unknown): void }, extra: Partial<ConstructorParameters<typeof ControlClient>[0]> = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'molt-cc-'));
   const socketPath = path.join(dir, 'control.sock');
   const routing = createRoutingState();
@@ -74,6 +75,7 @@ function setup(t: { after(fn: () => unknown): void }) {
     initialBackoffMs: 10,
     maxBackoffMs: 40,
     maxLineBytes: 4096,
+    ...extra,
   });
   routing.onFailure = (m) => client.reportFailure(m);
   t.after(async () => {
@@ -83,7 +85,7 @@ function setup(t: { after(fn: () => unknown): void }) {
   return { socketPath, routing, client };
 }
 
-test('hello both ways, routes -> apply + ack, stats, failure delivered', async (t) => {
+test('hello both ways, routes -> apply + ack, stats, failure delivered', { timeout: 10_000 }, async (t) => {
   const { socketPath, routing, client } = setup(t);
   const ctl = new FakeController(socketPath, (s) => s.write(JSON.stringify({ type: 'routes', table: tableOf(7) }) + '\n'));
   await ctl.listen();
@@ -94,7 +96,7 @@ test('hello both ways, routes -> apply + ack, stats, failure delivered', async (
   const ack = await ctl.next((m) => m.type === 'ack');
   assert.equal(ack.revision, 7);
   assert.equal(routing.revision, 7);
-  const stats = await ctl.next((m) => m.type === 'stats');
+  const stats = await ctl.next((m) => m.type === 'stats' && m.revision === 7); // an earlier one may predate the table
   assert.equal(stats.revision, 7);
   assert.deepEqual(stats.versions.map((v: any) => v.versionId), ['shop-v2', 'shop-v1']);
 
@@ -112,7 +114,7 @@ test('hello both ways, routes -> apply + ack, stats, failure delivered', async (
   assert.equal(f.reason, 'connect ECONNREFUSED');
 });
 
-test('reconnects after the controller restarts; static stability; queued failure re-sent', async (t) => {
+test('reconnects after the controller restarts; static stability; queued failure re-sent', { timeout: 10_000 }, async (t) => {
   const { socketPath, routing, client } = setup(t);
   let ctl = new FakeController(socketPath, (s) => s.write(JSON.stringify({ type: 'routes', table: tableOf(3) }) + '\n'));
   await ctl.listen();
@@ -145,11 +147,14 @@ test('reconnects after the controller restarts; static stability; queued failure
   assert.ok(client.counters.connects >= 2);
 });
 
-test('starts before the controller exists and connects when it appears', async (t) => {
-  const { socketPath, client, routing } = setup(t);
+test('starts before the controller exists and connects when it appears', { timeout: 10_000 }, async (t) => {
+  // The jitter source is called once per scheduled reconnect: it counts the failed attempts.
+  let retries = 0;
+  const { socketPath, client, routing } = setup(t, { random: () => (retries++, 0.5) });
   client.start();
-  await new Promise((r) => setTimeout(r, 50)); // a few failed attempts (ENOENT)
+  await waitFor('a few failed connection attempts (ENOENT)', () => retries >= 3, 5000);
   assert.equal(client.connected, false);
+  assert.equal(client.counters.connects, 0);
   const ctl = new FakeController(socketPath, (s) => s.write(JSON.stringify({ type: 'routes', table: tableOf(1) }) + '\n'));
   await ctl.listen();
   t.after(() => ctl.close());
@@ -157,21 +162,42 @@ test('starts before the controller exists and connects when it appears', async (
   assert.equal(routing.revision, 1);
 });
 
-test('protocol version mismatch: the client closes and keeps the table', async (t) => {
-  const { socketPath, client } = setup(t);
+test('protocol version mismatch: the client closes and keeps the table it had', { timeout: 10_000 }, async (t) => {
+  const { socketPath, client, routing } = setup(t);
+  // A good controller first: table 5 in force, then the controller goes away.
+  const ctl = new FakeController(socketPath, (s) => s.write(JSON.stringify({ type: 'routes', table: tableOf(5) }) + '\n'));
+  await ctl.listen();
+  client.start();
+  await ctl.next((m) => m.type === 'ack' && m.revision === 5);
+  const lost = once(client, 'disconnected');
+  await ctl.close();
+  await lost;
+
+  // Then one that speaks another protocol, and sends a table of its own right after its hello.
+  const foreign: RoutingTable = { revision: 99, apps: [{ ...tableOf(99).apps[0]!, versions: [{ ...tableOf(99).apps[0]!.versions[0]!, id: 'foreign-v9', endpoints: [{ host: '127.0.0.1', port: 7 }] }] }] };
   const conns = new Set<net.Socket>();
+  const received: any[] = [];
   const server = net.createServer((s) => {
     conns.add(s);
     s.on('error', () => {});
-    s.write(JSON.stringify({ type: 'hello', protocol: 999, role: 'controller', pid: 1 }) + '\n');
+    onLines(s, (l) => received.push(JSON.parse(l)));
+    s.write(JSON.stringify({ type: 'hello', protocol: 999, role: 'controller', pid: 1 }) + '\n' + JSON.stringify({ type: 'routes', table: foreign }) + '\n');
   });
-  server.listen(socketPath);
-  await once(server, 'listening');
   t.after(() => new Promise<void>((r) => {
     for (const c of conns) c.destroy();
     server.close(() => r());
   }));
-  client.start();
-  await once(client, 'disconnected');
+  const cycle = (async () => { await once(client, 'connected'); await once(client, 'disconnected'); })();
+  server.listen(socketPath);
+  await once(server, 'listening');
+  await cycle;
   assert.equal(client.connected, false);
+
+  // Still table 5, routing as before; nothing from the foreign controller applied or acked.
+  assert.equal(routing.revision, 5);
+  const d = routing.route('x', undefined, 'GET')!;
+  assert.equal(d.primary.id, 'shop-v2');
+  assert.deepEqual(d.primary.endpoints, [{ host: '127.0.0.1', port: 9 }]);
+  assert.equal(client.counters.applied, 1);
+  assert.deepEqual(received.filter((m) => m.type === 'ack'), []);
 });

@@ -42,9 +42,12 @@ test('a rolled-back version stays rolled back when its file is deleted and resto
   await waitFor('v2 rolled back', async () => { await request(port); return phase(h, 'r-v2') === 'RolledBack'; });
 
   const load = new LoadGenerator(port, 2).start();
+  t.after(() => load.stop()); // also when an assertion fails: the load would keep the process alive
   fs.unlinkSync(file);
   await waitFor('v2 gone from status', () => phase(h, 'r-v2') === undefined);
-  await new Promise((r) => setTimeout(r, 800)); // past the drain and the deletion grace
+  // Restore only once the removal is complete (past the deletion grace and the drain): the record is
+  // then kept, marked removed, and nothing but that record can keep v2 from being rolled out afresh.
+  await waitFor('v2 drained and removed', () => { const rec = h.controller.state.get('r-v2'); return !rec || rec.timestamps.removed !== undefined; });
   write(root, 'r-v2', v2);
   await waitFor('v2 back in status', () => phase(h, 'r-v2') !== undefined);
   await h.controller.reconcileNow();
@@ -64,17 +67,33 @@ test('malformed control messages and admin path tricks do not hurt the controlle
   fs.copyFileSync(path.join(root, 'versions', 'm-v1.yaml'), victim);
   await waitFor('v1', async () => (await request(port)).body === 'v1');
 
-  // A rogue peer on the control socket: not JSON, JSON null, messages before hello, half messages.
+  // A rogue peer on the control socket: not JSON, JSON null, messages before hello, half messages,
+  // wrong types. Every one of the failure reports below names a real version with its real epoch,
+  // so any that got through would roll m-v1 back; the stats ones carry at: 1 to be recognised.
+  const epoch = h.controller.state.get('m-v1')!.epoch;
+  const good = { type: 'failure', app: 'shop', versionId: 'm-v1', version: '1.0.0', epoch, reason: 'x', firstFailureAt: 1, rolledBackAt: 1 };
+  const without = (k: string) => JSON.stringify(Object.fromEntries(Object.entries(good).filter(([key]) => key !== k)));
+  const reached: string[] = [];
+  // Prepended: they see each message before the controller's own listeners (which could throw).
+  h.controller.control.prependListener('failure', (m) => reached.push(`failure ${JSON.stringify(m)}`));
+  h.controller.control.prependListener('stats', (m) => { if (m.at === 1) reached.push(`stats ${JSON.stringify(m)}`); });
+  const sentinel = new Promise<void>((resolve) => h.controller.control.on('ack', (rev) => { if (rev === 4242) resolve(); }));
   const s = net.connect(h.controller.control.socketPath);
+  t.after(() => s.destroy());
   await new Promise<void>((r) => s.once('connect', () => r()));
-  s.write('not json\nnull\n[]\n{"type":"failure"}\n{"type":"stats","versions":[null]}\n');
+  s.write(`not json\nnull\n[]\n${JSON.stringify(good)}\n{"type":"stats","at":1,"revision":1,"versions":[]}\n`); // before hello: ignored
   s.write('{"type":"hello","protocol":1,"pid":4242}\n{"type":"failure","app":"default"}\n{"type":"stats","at":1,"revision":1,"versions":7}\n');
-  s.write(`{"type":"failure","app":"default","versionId":"m-v1","version":"1.0.0","epoch":0,"reason":"x","firstFailureAt":"soon","rolledBackAt":1}\n`);
-  await new Promise((r) => setTimeout(r, 200));
+  s.write('{"type":"stats","at":1,"revision":1,"versions":[null]}\n{"type":"stats","at":1,"revision":1,"versions":[{"requests":3}]}\n');
+  for (const k of ['app', 'version', 'reason', 'firstFailureAt', 'rolledBackAt']) s.write(`${without(k)}\n`);
+  s.write(`${JSON.stringify({ ...good, firstFailureAt: 'soon' })}\n${JSON.stringify({ ...good, rolledBackAt: '1' })}\n${JSON.stringify({ ...good, reason: 7 })}\n`);
+  // Lines are handled in order: once this ack arrives, every line above has been judged.
+  s.write('{"type":"ack","revision":4242}\n');
+  await sentinel;
   s.destroy();
   await h.controller.reconcileNow();
   assert.equal(phase(h, 'm-v1'), 'Promoted', 'malformed failure reports are ignored');
   assert.equal((await request(port)).body, 'v1');
+  assert.deepEqual(reached, [], 'no malformed message reaches the controller');
 
   // DELETE with an encoded path must not reach outside the API's own store.
   const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {

@@ -101,12 +101,22 @@ test('hostile AppVersion files never disturb what is serving, and every error na
   // Delete and re-add the serving file fast, several times.
   for (let i = 0; i < 10; i++) {
     fs.unlinkSync(v1File);
-    if (i % 2 === 1) await new Promise((r) => setTimeout(r, 20));
+    // Every third time the controller surely reads the folder while the file is missing (the
+    // watcher's debounce alone might never fire mid-churn); otherwise only the watcher sees it.
+    if (i % 3 === 0) await h.controller.reconcileNow();
+    else if (i % 2 === 1) await new Promise((r) => setTimeout(r, 20));
     fs.writeFileSync(v1File, v1);
     await new Promise((r) => setTimeout(r, 30));
   }
-  await waitFor('reconciles after the churn', async () => { await h.controller.reconcileNow(); return true; });
-  await new Promise((r) => setTimeout(r, 500));
+  // A marker file written after the churn: once the controller lists it, it has read the folder with
+  // the final v1 file in place and settled (it is older than the marker), so no deletion seen during
+  // the churn can still count. Then v1 must be exactly as before.
+  const marker = path.join(dir, 'after-churn.yaml');
+  fs.writeFileSync(marker, other('after-churn').replace('app: other', 'app: marker').replace('hosts: [other.test]', 'hosts: [marker.test]'));
+  await waitFor('the folder to be read after the churn', async () => {
+    await h.controller.reconcileNow();
+    return phase(h, 'after-churn') !== undefined && errorsFor(h, v1File).length === 0;
+  }, 10000);
   assert.equal(phase(h, 'shop-v1'), 'Promoted');
   assert.equal(JSON.stringify(h.controller.status().apps.find((a) => a.app === 'shop')!.versions[0]!.endpoints), endpointsBefore, 'same process: not restarted');
 
@@ -118,6 +128,6 @@ test('hostile AppVersion files never disturb what is serving, and every error na
   assert.ok(done.total > 50, `continuous traffic (${done.total} requests)`);
 
   // Removing the bad files clears their errors.
-  for (const f of [malformed, unknown, types, huge, dangling, loopA, loopB]) fs.unlinkSync(f);
+  for (const f of [malformed, unknown, types, huge, dangling, loopA, loopB, marker]) fs.unlinkSync(f);
   for (const f of [malformed, unknown, types, huge, dangling, loopA]) await expectNoError(h, f);
 });

@@ -44,9 +44,11 @@ test('stats for a removed version do not bring its metric series back', { timeou
     type: 'stats', at: Date.now(), revision: 1,
     versions: [{ app: 'shop', versionId: 'shop-v1', version: '1.0.0', requests: 12345, errors: 0, mismatches: 0, latencyBuckets: [], latencyCounts: [], latencySum: 0, trafficShare: 0 }],
   };
+  // Listeners run in order: when this one sees the late line, the controller's own has handled it.
+  const handled = new Promise<void>((resolve) => env.handle.controller.control.on('stats', (m) => { if (m.at === late.at && m.versions[0]?.requests === 12345) resolve(); }));
   peer.write(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'sidecar', pid: 999_999, revision: 1 }) + '\n');
   peer.write(JSON.stringify(late) + '\n');
-  await new Promise((r) => setTimeout(r, 300));
+  await handled;
   assert.deepEqual(await series(), [], 'no series for the removed version');
   // The live version's series are still updated by stats.
   assert.ok((await metricsText(adminPort)).includes('version="2.0.0"'));

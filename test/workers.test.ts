@@ -12,6 +12,7 @@ import { createRoutingState, type Routing } from '../sidecar/routing.js';
 import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from '../sidecar/workers.js';
 import { parseSidecarArgs } from '../sidecar/main.js';
 import { line, onLines } from '../common/ndjson.js';
+import { waitFor } from './helpers/molt.js';
 import { DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type TransitionConfig } from '../common/protocol.js';
 
 function tableOf(revision: number, ports: [number, number], transition: Partial<TransitionConfig> = {}): RoutingTable {
@@ -88,7 +89,7 @@ test('IPC layer: table fan-out, failure broadcast, GRADUAL progress and stats ag
   assert.ok(r3.progress('shop-v2') >= 20);
 
   // stats are summed over workers
-  await tick(20);
+  await waitFor('stats from both workers', () => coord.stats().find((v) => v.versionId === 'shop-v2')?.requests === 2, 5000).catch(() => {});
   const s = coord.stats().find((v) => v.versionId === 'shop-v2')!;
   assert.equal(s.requests, 2);
   assert.equal(s.errors, 1);
@@ -106,7 +107,7 @@ test('argument parsing', () => {
   }
 });
 
-for (const workers of [1, 2]) test(`sidecar process (--workers ${workers}) end to end: rollback reported once, all workers switch, SIGTERM exits 0`, async (t) => {
+for (const workers of [1, 2]) test(`sidecar process (--workers ${workers}) end to end: rollback reported once, all workers switch, SIGTERM exits 0`, { timeout: 30_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'molt-mw-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const socketPath = path.join(dir, 'control.sock');
@@ -123,7 +124,9 @@ for (const workers of [1, 2]) test(`sidecar process (--workers ${workers}) end t
 
   const received: any[] = [];
   const waiters: Array<() => void> = [];
+  const conns = new Set<net.Socket>();
   const ctl = net.createServer((s) => {
+    conns.add(s);
     s.on('error', () => {});
     s.write(line({ type: 'hello', protocol: PROTOCOL_VERSION, role: 'controller', pid: 1 }));
     onLines(s, (l) => {
@@ -135,9 +138,13 @@ for (const workers of [1, 2]) test(`sidecar process (--workers ${workers}) end t
   });
   ctl.listen(socketPath);
   await once(ctl, 'listening');
-  t.after(() => new Promise<void>((r) => ctl.close(() => r())));
+  t.after(() => new Promise<void>((r) => { for (const c of conns) c.destroy(); ctl.close(() => r()); }));
   const until = async (pred: () => boolean) => {
-    while (!pred()) await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 50); });
+    const deadline = Date.now() + 20_000; // bounded: a failure must not keep the process alive
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for the sidecar');
+      await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 50); });
+    }
   };
 
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'sidecar', 'main.js');
@@ -164,7 +171,10 @@ for (const workers of [1, 2]) test(`sidecar process (--workers ${workers}) end t
   // The first request hits the failing v2 (retried on v1 or answered 500); after that every worker serves v1.
   await get();
   await until(() => received.some((m) => m.type === 'failure'));
-  await new Promise((r) => setTimeout(r, 100)); // the broadcast reaches the other worker
+  // Every worker has the rollback once the summed stats (the highest share any worker reports) give
+  // v2 no traffic: a worker that missed the broadcast would still report its share.
+  const afterFailure = received.length;
+  await until(() => received.slice(afterFailure).some((m) => m.type === 'stats' && m.versions.find((v: any) => v.versionId === 'shop-v2')?.trafficShare === 0));
   const results = [];
   for (let i = 0; i < 20; i++) results.push(await get());
   assert.deepEqual(new Set(results.map((r) => `${r.status} ${r.body}`)), new Set(['200 v1']));

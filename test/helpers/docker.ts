@@ -15,7 +15,11 @@ export type DockerUnavailable = { skip: string };
 
 export const TEST_IMAGE = 'molt-test-app';
 const BUSYBOX = '/bin/busybox';
-const PING_TIMEOUT_MS = 3_000;
+/** One ping may take this long (a loaded daemon answers slowly)... */
+const PING_TIMEOUT_MS = 5_000;
+/** ...and a daemon whose socket exists is asked again until this much time has passed, so a slow or
+ *  still-starting daemon is not mistaken for a missing one. */
+const PING_PATIENCE_MS = Number(process.env.MOLT_DOCKER_PING_PATIENCE_MS ?? 30_000);
 const DAEMON_START_TIMEOUT_MS = 60_000;
 
 let cached: Promise<DockerAvailable | DockerUnavailable> | undefined;
@@ -31,14 +35,29 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
-async function tryDaemon(socketPath: string): Promise<DockerAvailable | string> {
+async function tryDaemon(socketPath: string, patienceMs = PING_PATIENCE_MS): Promise<DockerAvailable | string> {
   const docker = new Dockerode({ socketPath });
-  try {
-    await withTimeout(docker.ping(), PING_TIMEOUT_MS, `ping ${socketPath}`);
-    return { docker, socketPath };
-  } catch (err) {
-    return `ping unix://${socketPath} failed: ${(err as Error).message}`;
+  const deadline = Date.now() + patienceMs;
+  let attempts = 0;
+  for (;;) {
+    // No socket file: nothing to wait for (a daemon creates it before it can answer).
+    if (!fs.existsSync(socketPath)) return `unix://${socketPath} does not exist`;
+    attempts++;
+    try {
+      await withTimeout(docker.ping(), PING_TIMEOUT_MS, `ping ${socketPath}`);
+      return { docker, socketPath };
+    } catch (err) {
+      if (Date.now() + 500 >= deadline) return `ping unix://${socketPath} failed ${attempts} time(s) over ${Math.round((Date.now() - deadline + patienceMs) / 1000)} s: ${(err as Error).message}`;
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/** CI (CI=true) or MOLT_REQUIRE_DOCKER=1: a missing or unreachable daemon fails the Docker tests. */
+export function dockerRequired(): string | null {
+  if (process.env.MOLT_REQUIRE_DOCKER === '1') return 'MOLT_REQUIRE_DOCKER=1';
+  if (process.env.CI === 'true' || process.env.CI === '1') return `CI=${process.env.CI}`;
+  return null;
 }
 
 /** Unix sockets (-H unix://…) of dockerd processes already running on this machine. */
@@ -114,7 +133,7 @@ async function startPrivateDaemon(): Promise<DockerAvailable | DockerUnavailable
   let last = '';
   while (Date.now() < deadline && exited === undefined) {
     if (fs.existsSync(socketPath)) {
-      const r = await tryDaemon(socketPath);
+      const r = await tryDaemon(socketPath, 0);
       if (typeof r !== 'string') return r;
       last = r;
     }
@@ -147,9 +166,14 @@ async function findDocker(): Promise<DockerAvailable | DockerUnavailable> {
   return startPrivateDaemon();
 }
 
-/** A Docker daemon for tests, or the reason there can't be one. Cached per test process. */
+/** A Docker daemon for tests, or the reason there can't be one (tests then skip with it). Cached per
+ *  test process. When Docker is required (dockerRequired()), no daemon is an error, never a skip. */
 export function ensureDocker(): Promise<DockerAvailable | DockerUnavailable> {
-  cached ??= findDocker();
+  cached ??= findDocker().then((r) => {
+    const required = dockerRequired();
+    if ('skip' in r && required) throw new Error(`Docker is required here (${required}) but unavailable: ${r.skip}`);
+    return r;
+  });
   return cached;
 }
 
