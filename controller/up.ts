@@ -7,7 +7,9 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createAdminServer, checkAdminBind, ThesisStore } from './admin-api.js';
+import { loadOrCreateDashboardToken } from './dashboard/auth.js';
 import { parseArgs, parseHostPort } from '../common/args.js';
+import { parseDuration } from '../common/duration.js';
 import { LocalController } from './controller.js';
 import { createLogger } from '../common/logger.js';
 import { MoltMetrics } from './metrics.js';
@@ -24,7 +26,8 @@ Flags:
   --listen HOST:PORT    where the sidecar takes user traffic           (default 127.0.0.1:8080)
   --admin HOST:PORT     admin REST API and /metrics                    (default 127.0.0.1:9090)
   --admin-token TOKEN   required for mutating admin calls; mandatory when --admin is not loopback
-                        (also read from MOLT_ADMIN_TOKEN)
+                        (also read from MOLT_ADMIN_TOKEN); also the dashboard login token
+  --session-ttl DURATION  how long a dashboard login lasts                 (default 12h)
   --state DIR           status, logs, control socket                   (default ./.molt)
   --workers N           sidecar worker processes                       (default 1)
   --log-level LEVEL     fatal|error|warn|info|debug|trace|silent       (default info)
@@ -40,6 +43,8 @@ export interface UpHandle {
   admin: Server;
   adminAddress: AddressInfo;
   listen: string;
+  /** Where the generated dashboard token is kept (undefined when --admin-token is the dashboard token). */
+  dashboardTokenFile: string | undefined;
   /** Drain and stop everything (what Ctrl-C does). */
   shutdown(): Promise<void>;
 }
@@ -48,7 +53,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
   const args = parseArgs(argv, {
     values: {
       dir: './versions', listen: undefined, admin: undefined, 'admin-token': process.env.MOLT_ADMIN_TOKEN,
-      state: './.molt', workers: '1', 'log-level': 'info', 'config-file': undefined, drain: '5000', control: undefined,
+      state: './.molt', 'session-ttl': '12h', workers: '1', 'log-level': 'info', 'config-file': undefined, drain: '5000', control: undefined,
     },
     bools: ['allow-api-process'],
   }, opts.command);
@@ -68,6 +73,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
   const admin = parseHostPort(adminFlag, 'admin');
   const token = args.flags['admin-token'] || undefined;
   checkAdminBind(admin.host, token);
+  const sessionTtlMs = parseDuration(args.flags['session-ttl']);
   const workers = Number(args.flags.workers);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new Error(`--workers must be an integer 1..64, got "${args.flags.workers}"`);
 
@@ -90,12 +96,18 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
   if (opts.sidecar) supervisor.start();
 
   const thesisStore = new ThesisStore(path.join(stateDir, 'thesis-clusters.json'));
-  const server = createAdminServer({ controller, metrics, token, log, thesis: thesisStore });
+  // The dashboard logs in with --admin-token, or with a token generated into the state dir. A generated one
+  // is only a dashboard login: it enables no bearer auth and no non-loopback bind (checkAdminBind above).
+  const dashboardToken = token ? { token, created: false, file: undefined } : loadOrCreateDashboardToken(stateDir);
+  const server = createAdminServer({
+    controller, metrics, token, log, thesis: thesisStore, dashboard: { token: dashboardToken.token, sessionTtlMs },
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(admin.port, admin.host, () => { server.off('error', reject); resolve(); });
   });
   const adminAddress = server.address() as AddressInfo;
+  printDashboardBanner(adminAddress, dashboardToken);
 
   // Clusters from the thesis config file are also visible (and deletable) under /configuration/cluster.
   for (const [i, raw] of (thesis?.raws ?? []).entries()) {
@@ -116,7 +128,23 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     log.flush();
   })());
 
-  return { controller, supervisor, admin: server, adminAddress, listen, shutdown };
+  return { controller, supervisor, admin: server, adminAddress, listen, shutdown, dashboardTokenFile: dashboardToken.file };
+}
+
+function dashboardUrl(a: AddressInfo): string {
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  return `http://${host}:${a.port}/ui`;
+}
+
+/** The dashboard token, once, on the terminal: straight to stderr, never through the log stream. Only a
+ *  token generated just now is shown, and only to a terminal (not into a redirected log file). */
+function printDashboardBanner(a: AddressInfo, t: { token: string; created: boolean; file: string | undefined }): void {
+  if (!t.created) return;
+  if (process.stderr.isTTY) {
+    process.stderr.write(`\n  dashboard: ${dashboardUrl(a)}\n  login token (shown once; kept in ${t.file}, mode 0600):\n\n      ${t.token}\n\n`);
+  } else {
+    process.stderr.write(`molt: generated a dashboard login token for ${dashboardUrl(a)}; read it from ${t.file}\n`);
+  }
 }
 
 /** Unix socket paths are limited to ~107 bytes; fall back to the temp dir for deep state dirs. */
@@ -138,6 +166,7 @@ export function printWelcome(h: UpHandle, dir: string): void {
 molt is up.
   traffic:  ${url}
   admin:    http://${h.adminAddress.address}:${h.adminAddress.port}/apps   (metrics at /metrics)
+  dashboard: ${dashboardUrl(h.adminAddress)}   (log in with ${h.dashboardTokenFile ? `the token in ${h.dashboardTokenFile}` : 'the --admin-token'} to act)
   versions: ${path.resolve(dir)}
 
 Try:
