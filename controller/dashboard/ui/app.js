@@ -8,7 +8,10 @@ const MAX_TIMELINE = 200;
 const COLORS = ['#2f5fd0', '#1f8a4c', '#c8341f', '#b7791f', '#7b3fc4', '#0f8a8a', '#6b7385'];
 const ONE_STEP_TIP = 'One-step promote is not available yet: the controller API only finishes a transition (Promote).';
 
-const state = { status: null, samples: [], events: [], readOnly: false, loginEnabled: false, session: null };
+// loginEnabled until the stream says otherwise: a remote viewer without a session gets no stream (401) and
+// must be able to log in.
+const state = { status: null, samples: [], events: [], readOnly: false, loginEnabled: true, session: null };
+let source = null;
 const cards = new Map(); // app -> { root, tbody, buttons, charts, key }
 const $ = (id) => document.getElementById(id);
 
@@ -35,9 +38,14 @@ function notice(text, isError = false) {
 // ---- live updates -----------------------------------------------------------------------------------------
 
 function connect() {
-  const es = new EventSource('/ui/events');
+  source?.close();
+  const es = (source = new EventSource('/ui/events'));
   es.addEventListener('open', () => setConn(true));
-  es.addEventListener('error', () => setConn(false));
+  es.addEventListener('error', () => {
+    setConn(false);
+    // The browser retries dropped streams itself; a refused one (401, 503) is closed for good: try again later.
+    if (es.readyState === EventSource.CLOSED && source === es) setTimeout(() => { if (source === es) connect(); }, 5000);
+  });
   es.addEventListener('init', (e) => {
     const d = JSON.parse(e.data);
     state.status = d.status ?? null;
@@ -107,6 +115,7 @@ $('login').addEventListener('submit', async (e) => {
   notice('');
   renderAuth();
   renderApps();
+  if (!state.status) connect(); // the stream may have been refused before the login (remote viewer)
 });
 
 $('logout').addEventListener('click', async () => {
@@ -264,4 +273,5 @@ function prependEvent(ev) {
   while (list.children.length > MAX_TIMELINE) list.lastChild.remove();
 }
 
+renderAuth();
 connect();
