@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MoltError } from '../../common/errors.js';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -60,7 +61,14 @@ export class DashboardAssets {
     this.#files ??= assetFiles();
     const file = this.#files.get(name);
     if (!file) return undefined;
-    const asset = { body: fs.readFileSync(file), type: TYPES[path.extname(file)] ?? 'application/octet-stream' };
+    let body: Buffer;
+    try {
+      body = fs.readFileSync(file);
+    } catch (err) {
+      // A package (or image) built without controller/dashboard/ui or node_modules/uplot.
+      throw new MoltError('MOLT_ERR_NOT_FOUND', `dashboard file missing from the installation: ${file} (${(err as NodeJS.ErrnoException).code})`);
+    }
+    const asset = { body, type: TYPES[path.extname(file)] ?? 'application/octet-stream' };
     this.#cache.set(name, asset);
     return asset;
   }
