@@ -3,9 +3,17 @@
 //
 // Security model: bound to loopback by default. With a token, every mutating call needs
 // `Authorization: Bearer <token>`, and so do GETs from non-loopback clients (/healthz stays open).
-// checkAdminBind refuses a non-loopback bind without a token. Mutations carrying a browser Origin from a
-// different host are refused (cross-site requests from a web page), and without a token the Host header
-// must name a loopback address (DNS rebinding). Nothing here runs commands or proxies the Docker socket.
+// checkAdminBind refuses a non-loopback bind without a token. Nothing here runs commands or proxies the
+// Docker socket.
+//
+// Browsers (any request carrying Origin, Sec-Fetch-Site or the dashboard cookie — same-origin included) are
+// held to stricter rules: every mutating call needs a dashboard session (POST /ui/login with the dashboard
+// token: --admin-token, or one generated into the state dir; a generated one never enables bearer auth or a
+// non-loopback bind), the bearer token does not count for them, and the Kubernetes-mode dashboard
+// (readOnly) refuses them. Whether or not a token is set, a foreign Origin (CSRF) is refused on mutations and
+// on /ui, and a non-loopback Host name is refused on connections to a loopback address (DNS rebinding) —
+// without a token on every connection. Non-browser clients (curl, `molt`, thesis clients) keep the bearer
+// rules above. Every mutation that passed these checks is an audit line in the log and the dashboard timeline.
 
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
@@ -17,6 +25,9 @@ import type { AppVersion } from './appversion.js';
 import type { ControllerApi } from './controller-api.js';
 import { isLoopbackHost } from './net-util.js';
 import { MoltError, MoltValidationErrors, type MoltErrorCode } from '../common/errors.js';
+import { DashboardAssets } from './dashboard/assets.js';
+import { DashboardSessions, isBrowserRequest, type Session } from './dashboard/auth.js';
+import { DashboardObserver, type ObserverMessage } from './dashboard/observer.js';
 import type { MoltMetrics } from './metrics.js';
 import { appVersionToThesisCluster, thesisClusterToRaw } from './thesis.js';
 
@@ -187,6 +198,24 @@ export interface AdminServerOptions {
   thesis?: ThesisStore;
   /** JSON file (in the state dir) for the uuid map when `thesis` is not given. */
   thesisStateFile?: string;
+  /** The dashboard at /ui. */
+  dashboard?: DashboardOptions;
+}
+
+export interface DashboardOptions {
+  /** Login token for dashboard sessions. Default: `token`. Without either nobody can log in: the page is
+   *  view-only (on loopback). Never used for bearer auth. */
+  token?: string;
+  /** Kubernetes mode: the page shows no actions and browser-originated mutations are refused. */
+  readOnly?: boolean;
+  /** Session lifetime (cookie Max-Age and server-side expiry). Default 12 h. */
+  sessionTtlMs?: number;
+  /** How often the controller status is sampled for the timeline and charts. Default 1000. */
+  sampleIntervalMs?: number;
+  /** Open event streams at most (further ones get 503). Default 32. */
+  maxStreams?: number;
+  /** Heartbeat comment interval on event streams. Default 15000. */
+  heartbeatMs?: number;
 }
 
 interface Reply {
@@ -196,13 +225,17 @@ interface Reply {
   text?: boolean;
   contentType?: string;
   headers?: Record<string, string>;
+  /** The handler wrote the response itself (event stream). */
+  streamed?: boolean;
 }
 
 interface Ctx {
   req: http.IncomingMessage;
+  res: http.ServerResponse;
   url: URL;
   params: string[];
   body: () => Promise<Buffer>;
+  auth: AuthResult;
 }
 
 type Handler = (ctx: Ctx) => Promise<Reply> | Reply;
@@ -211,14 +244,39 @@ interface Route {
   pattern: RegExp;
   methods: Partial<Record<string, Handler>>;
   allow: string;
+  /** Mutations on this route are audited as this action; the app comes from the handler's answer. */
+  audit?: string;
+}
+
+/** The dashboard parts shared by the routes. */
+interface Dashboard {
+  sessions: DashboardSessions;
+  observer: DashboardObserver;
+  assets: DashboardAssets;
+  readOnly: boolean;
+  streams: Set<http.ServerResponse>;
+  maxStreams: number;
+  heartbeatMs: number;
+  log: Logger | undefined;
 }
 
 export function createAdminServer(opts: AdminServerOptions): http.Server {
   const { controller, metrics, log } = opts;
   const thesis = opts.thesis ?? new ThesisStore(opts.thesisStateFile);
   const tokenDigest = opts.token ? sha256(opts.token) : undefined;
+  const d = opts.dashboard ?? {};
+  const dashboard: Dashboard = {
+    sessions: new DashboardSessions({ token: d.token ?? opts.token, ttlMs: d.sessionTtlMs }),
+    observer: new DashboardObserver({ controller, metrics, intervalMs: d.sampleIntervalMs }),
+    assets: new DashboardAssets(),
+    readOnly: d.readOnly ?? false,
+    streams: new Set(),
+    maxStreams: d.maxStreams ?? 32,
+    heartbeatMs: d.heartbeatMs ?? 15000,
+    log,
+  };
 
-  const routes: Route[] = buildRoutes({ controller, metrics, thesis });
+  const routes: Route[] = [...buildRoutes({ controller, metrics, thesis }), ...dashboardRoutes(dashboard)];
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -227,19 +285,32 @@ export function createAdminServer(opts: AdminServerOptions): http.Server {
       res.destroy();
     });
   });
+  server.once('listening', () => dashboard.observer.start());
+  // Event streams never go idle: end them when the server closes, or close() would wait for them forever.
+  const close = server.close.bind(server);
+  server.close = ((cb?: (err?: Error) => void) => {
+    dashboard.observer.stop();
+    for (const res of dashboard.streams) res.end();
+    dashboard.streams.clear();
+    return close(cb);
+  }) as typeof server.close;
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     let reply: Reply;
+    let audit: { route: Route; auth: AuthResult; params: string[] } | undefined;
     try {
       const url = new URL(req.url ?? '/', 'http://admin.invalid');
       const { route, params } = match(routes, url.pathname);
       if (!route) throw new HttpError(404, 'MOLT_ERR_NOT_FOUND', `no route for ${url.pathname}`);
       const handler = route.methods[method === 'HEAD' ? 'GET' : method];
       if (!handler) throw new HttpError(405, 'MOLT_ERR_BAD_REQUEST', `method ${method} not allowed on ${url.pathname}`, { Allow: route.allow });
-      authorize(req, method, url.pathname, tokenDigest);
-      reply = await handler({ req, url, params, body: () => readBody(req) });
-      if (method !== 'GET' && method !== 'HEAD') log?.info({ method, path: url.pathname, status: reply.status }, 'admin API call');
+      const auth = authorize(req, method, url.pathname, { tokenDigest, sessions: dashboard.sessions, readOnly: dashboard.readOnly });
+      const mutating = method !== 'GET' && method !== 'HEAD';
+      if (mutating && route.audit) audit = { route, auth, params };
+      reply = await handler({ req, res, url, params, body: () => readBody(req), auth });
+      if (reply.streamed) return;
+      if (mutating) log?.info({ method, path: url.pathname, status: reply.status }, 'admin API call');
     } catch (err) {
       const { status, body, headers } = errorResponse(err);
       if (status >= 500) log?.error({ err, method, url: req.url }, 'admin API request failed');
@@ -247,7 +318,26 @@ export function createAdminServer(opts: AdminServerOptions): http.Server {
       reply = { status, body, headers };
       if (status === 413) reply.headers = { ...reply.headers, Connection: 'close' };
     }
+    if (audit) recordAudit(method, audit.route, audit.params, audit.auth, reply);
     send(req, res, reply);
+  }
+
+  /** Who did what, in the log and on the timeline. */
+  function recordAudit(method: string, route: Route, params: string[], auth: AuthResult, reply: Reply): void {
+    const ok = reply.status < 400;
+    const b = reply.body as { app?: unknown; version?: unknown; name?: unknown; error?: { code?: string; message?: string } } | undefined;
+    const target = params[0] ?? '';
+    const st = (b as { status?: { app?: unknown } } | undefined)?.status;
+    const app = typeof b?.app === 'string' ? b.app : typeof st?.app === 'string' ? st.app : route.audit === 'promote' || route.audit === 'rollback' ? target : '';
+    const version = typeof b?.name === 'string' ? b.name : '';
+    const verb = method === 'PUT' ? 'apply ' : method === 'DELETE' ? 'delete ' : '';
+    const what = `${verb}${route.audit} ${target}`.trim();
+    const message = ok
+      ? `${what}${typeof b?.version === 'string' ? ` → ${b.version}` : ''}: done`
+      : `${what}: failed (${reply.status} ${b?.error?.code ?? ''})`;
+    log?.info({ audit: { actor: auth.actor, via: auth.via, action: route.audit, target, status: reply.status } }, `audit: ${auth.actor}: ${message}`);
+    dashboard.observer.record({ app, version, kind: 'audit', message, actor: auth.actor });
+    void dashboard.observer.sample();
   }
 
   return server;
@@ -259,10 +349,11 @@ function buildRoutes(deps: {
   thesis: ThesisStore;
 }): Route[] {
   const { controller, metrics, thesis } = deps;
-  const route = (pattern: RegExp, methods: Partial<Record<string, Handler>>): Route => ({
+  const route = (pattern: RegExp, methods: Partial<Record<string, Handler>>, audit?: string): Route => ({
     pattern,
     methods,
     allow: [...Object.keys(methods), ...(methods.GET ? ['HEAD'] : [])].join(', '),
+    audit,
   });
 
   const thesisCluster = (uuid: string): object => {
@@ -299,19 +390,19 @@ function buildRoutes(deps: {
         await controller.deleteResource(name);
         return { status: 202, body: { name, deleted: true } };
       },
-    }),
+    }, 'appversion'),
     route(/^\/apps\/([^/]+)\/promote$/, {
       POST: async ({ params, body }) => {
         const version = parsePromoteBody(await body());
         return { status: 200, body: await controller.promote(params[0]!, version) };
       },
-    }),
+    }, 'promote'),
     route(/^\/apps\/([^/]+)\/rollback$/, {
       POST: async ({ params, body }) => {
         await body(); // enforce the size limit and drain; no fields
         return { status: 200, body: await controller.rollback(params[0]!) };
       },
-    }),
+    }, 'rollback'),
     route(/^\/configuration\/cluster\/?$/, {
       GET: () => {
         const list: object[] = [];
@@ -335,7 +426,7 @@ function buildRoutes(deps: {
         thesis.set(uuid, result.name);
         return { status: 202, body: uuid, text: true };
       },
-    }),
+    }, 'thesis cluster'),
     route(/^\/configuration\/cluster\/([^/]+)$/, {
       GET: ({ params }) => ({ status: 200, body: thesisCluster(params[0]!) }),
       DELETE: async ({ params }) => {
@@ -352,8 +443,122 @@ function buildRoutes(deps: {
         thesis.delete(uuid);
         return { status: 202, body: '', text: true };
       },
+    }, 'thesis cluster'),
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dashboard routes: the page and its assets, the event stream, login and logout
+
+const HTML_CSP = [
+  "default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "img-src 'self' data:",
+  "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
+].join('; ');
+
+function dashboardRoutes(d: Dashboard): Route[] {
+  const asset = (name: string): Reply => {
+    const a = d.assets.get(name);
+    if (!a) throw new HttpError(404, 'MOLT_ERR_NOT_FOUND', `no dashboard file ${name}`);
+    const headers: Record<string, string> = { 'Referrer-Policy': 'no-referrer', 'X-Frame-Options': 'DENY' };
+    if (name === '') headers['Content-Security-Policy'] = HTML_CSP;
+    return { status: 200, body: a.body, contentType: a.type, headers };
+  };
+  const route = (pattern: RegExp, methods: Partial<Record<string, Handler>>): Route => ({
+    pattern, methods, allow: [...Object.keys(methods), ...(methods.GET ? ['HEAD'] : [])].join(', '),
+  });
+  return [
+    route(/^\/ui\/?$/, { GET: () => asset('') }),
+    route(/^\/ui\/(app\.js|style\.css|vendor\/uplot\.esm\.js|vendor\/uplot\.css)$/, { GET: ({ params }) => asset(params[0]!) }),
+    route(/^\/ui\/events$/, { GET: (ctx) => eventStream(d, ctx) }),
+    route(/^\/ui\/login$/, {
+      POST: async ({ req, body }) => {
+        const remote = req.socket.remoteAddress ?? '';
+        let token: unknown;
+        try {
+          token = (JSON.parse((await body()).toString('utf8')) as { token?: unknown } | null)?.token;
+        } catch {
+          throw new MoltError('MOLT_ERR_BAD_REQUEST', 'login body must be JSON: {"token": "..."}');
+        }
+        if (typeof token !== 'string' || token === '') throw new MoltError('MOLT_ERR_BAD_REQUEST', 'login body must be JSON: {"token": "..."}', { path: 'token' });
+        const r = d.sessions.login(token, remote);
+        if (!r.ok) {
+          if (r.reason === 'no-token') throw new HttpError(403, 'MOLT_ERR_FORBIDDEN', 'dashboard login is not enabled on this server');
+          d.log?.warn({ remote, reason: r.reason }, 'dashboard login failed');
+          if (r.reason === 'rate-limited') {
+            throw new HttpError(429, 'MOLT_ERR_UNAUTHORIZED', `too many failed logins from ${remote}: try again in ${r.retryAfterS} s`, { 'Retry-After': String(r.retryAfterS) });
+          }
+          throw new HttpError(401, 'MOLT_ERR_UNAUTHORIZED', 'wrong dashboard token');
+        }
+        d.log?.info({ remote, session: r.session.tag }, 'dashboard login');
+        d.observer.record({ app: '', version: '', kind: 'audit', message: 'logged in', actor: actorOf(r.session) });
+        return {
+          status: 200,
+          body: { loggedIn: true, expires: new Date(r.session.expires).toISOString(), session: r.session.tag, readOnly: d.readOnly },
+          headers: { 'Set-Cookie': d.sessions.cookieFor(r.id) },
+        };
+      },
+    }),
+    route(/^\/ui\/logout$/, {
+      POST: async ({ req, body }) => {
+        await body();
+        const s = d.sessions.logout(req);
+        if (s) {
+          d.log?.info({ remote: req.socket.remoteAddress, session: s.tag }, 'dashboard logout');
+          d.observer.record({ app: '', version: '', kind: 'audit', message: 'logged out', actor: actorOf(s) });
+        }
+        return { status: 200, body: { loggedIn: false }, headers: { 'Set-Cookie': d.sessions.clearCookie() } };
+      },
     }),
   ];
+}
+
+function actorOf(s: Session): string {
+  return `session ${s.tag} (${s.remote})`;
+}
+
+/** One Server-Sent Events stream per page: an "init" message with everything, then samples and events as
+ *  they happen, heartbeat comments in between. */
+function eventStream(d: Dashboard, { req, res, auth }: Ctx): Reply {
+  if (d.streams.size >= d.maxStreams) throw new HttpError(503, 'MOLT_ERR_NOT_READY', 'too many dashboard event streams open', { 'Retry-After': '5' });
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    // The stream is the connection's last response: ending it (server close) closes the socket too.
+    Connection: 'close',
+  });
+  if (req.method === 'HEAD') {
+    res.end();
+    return { status: 200, streamed: true };
+  }
+  const send = (event: string, data: unknown): void => {
+    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  };
+  const snap = d.observer.snapshot();
+  res.write('retry: 2000\n\n');
+  send('init', {
+    ...snap,
+    readOnly: d.readOnly,
+    loginEnabled: d.sessions.enabled,
+    session: auth.session ? { tag: auth.session.tag, expires: new Date(auth.session.expires).toISOString() } : null,
+  });
+  const unsubscribe = d.observer.subscribe((m: ObserverMessage) => {
+    if (m.type === 'sample') send('sample', { sample: m.sample, status: m.status });
+    else send('event', m.event);
+  });
+  const heartbeat = setInterval(() => res.write(': hb\n\n'), d.heartbeatMs);
+  heartbeat.unref();
+  d.streams.add(res);
+  const done = (): void => {
+    clearInterval(heartbeat);
+    unsubscribe();
+    d.streams.delete(res);
+  };
+  res.on('close', done);
+  req.on('close', done);
+  // A fresh picture right away instead of up to one interval later.
+  void d.observer.sample();
+  return { status: 200, streamed: true };
 }
 
 function match(routes: Route[], pathname: string): { route?: Route; params: string[] } {
@@ -379,31 +584,60 @@ function sha256(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-function authorize(req: http.IncomingMessage, method: string, pathname: string, tokenDigest: Buffer | undefined): void {
+interface AuthResult {
+  /** Who is acting, for the audit line: "session 1a2b3c4d (127.0.0.1)", "bearer (10.0.0.5)", "api (127.0.0.1)". */
+  actor: string;
+  via: 'session' | 'bearer' | 'loopback' | 'public';
+  session?: Session;
+}
+
+function authorize(
+  req: http.IncomingMessage,
+  method: string,
+  pathname: string,
+  a: { tokenDigest: Buffer | undefined; sessions: DashboardSessions; readOnly: boolean },
+): AuthResult {
   const mutating = method !== 'GET' && method !== 'HEAD';
-  if (mutating) {
-    // A web page the operator visits must not be able to drive the API (simple cross-site POSTs).
+  const remote = req.socket.remoteAddress ?? '';
+  const ui = pathname === '/ui' || pathname.startsWith('/ui/');
+  if (mutating || ui) {
+    // A web page the operator visits must not be able to drive the API (cross-site POSTs, login CSRF).
     const origin = req.headers.origin;
     if (origin !== undefined && !sameHost(origin, req.headers.host)) {
       throw new HttpError(403, 'MOLT_ERR_UNAUTHORIZED', 'cross-origin requests are not allowed');
     }
-  }
-  if (!tokenDigest) {
-    // No token means loopback only (checkAdminBind); refuse foreign Host names (DNS rebinding).
-    const host = hostname(req.headers.host);
-    if (host !== undefined && !isLoopbackHost(host)) {
-      throw new HttpError(403, 'MOLT_ERR_UNAUTHORIZED', `Host ${host} is not allowed without an admin token`);
+    const site = req.headers['sec-fetch-site'];
+    if (mutating && site !== undefined && site !== 'same-origin' && site !== 'none') {
+      throw new HttpError(403, 'MOLT_ERR_UNAUTHORIZED', `cross-site requests are not allowed (Sec-Fetch-Site: ${site})`);
     }
-    return;
   }
-  if (pathname === '/healthz') return;
-  if (!mutating && isLoopbackHost(req.socket.remoteAddress ?? '')) return;
+  // DNS rebinding: a page on attacker.example resolving to 127.0.0.1 reaches us with its own Host name.
+  // Without a token we are loopback-only, so every Host must be loopback; with one, connections to a
+  // loopback address still must name a loopback host.
+  const host = hostname(req.headers.host);
+  if (host !== undefined && !isLoopbackHost(host) && (!a.tokenDigest || isLoopbackHost(req.socket.localAddress ?? ''))) {
+    throw new HttpError(403, 'MOLT_ERR_UNAUTHORIZED', `Host ${host} is not allowed on a loopback listener`);
+  }
+  if (pathname === '/healthz') return { actor: `api (${remote})`, via: 'public' };
+  // The page, its assets, login and logout carry no data and need no credentials (their own checks apply).
+  if (ui && pathname !== '/ui/events') return { actor: `browser (${remote})`, via: 'public' };
+
+  const session = a.sessions.fromRequest(req);
+  if (mutating && isBrowserRequest(req)) {
+    if (a.readOnly) throw new HttpError(403, 'MOLT_ERR_FORBIDDEN', 'the dashboard is read-only here: act through kubectl');
+    if (!session) throw new HttpError(401, 'MOLT_ERR_UNAUTHORIZED', 'browser requests need a dashboard session: log in at /ui');
+    return { actor: `session ${session.tag} (${remote})`, via: 'session', session };
+  }
+  if (session) return { actor: `session ${session.tag} (${remote})`, via: 'session', session };
+  if (!a.tokenDigest) return { actor: `api (${remote})`, via: 'loopback' };
+  if (!mutating && isLoopbackHost(remote)) return { actor: `api (${remote})`, via: 'loopback' };
   const header = req.headers.authorization ?? '';
   const m = /^Bearer[ \t]+(.+)$/i.exec(header);
   // Compare fixed-length digests: constant time, and the token length does not leak either.
-  if (!m || !timingSafeEqual(sha256(m[1]!.trim()), tokenDigest)) {
+  if (!m || !timingSafeEqual(sha256(m[1]!.trim()), a.tokenDigest)) {
     throw new HttpError(401, 'MOLT_ERR_UNAUTHORIZED', 'missing or wrong bearer token', { 'WWW-Authenticate': 'Bearer' });
   }
+  return { actor: `bearer (${remote})`, via: 'bearer' };
 }
 
 function hostname(hostHeader: string | undefined): string | undefined {
@@ -530,10 +764,10 @@ function parsePromoteBody(buf: Buffer): string | undefined {
 // Responses
 
 function send(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply): void {
-  let payload: string;
+  let payload: string | Buffer;
   let type: string;
   if (reply.contentType !== undefined) {
-    payload = String(reply.body ?? '');
+    payload = Buffer.isBuffer(reply.body) ? reply.body : String(reply.body ?? '');
     type = reply.contentType;
   } else if (reply.text) {
     payload = String(reply.body ?? '');

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { createAdminServer, checkAdminBind, ThesisStore } from './admin-api.js';
+import { loadOrCreateDashboardToken } from './dashboard/auth.js';
 import { parseCommandLine, parseHostPort } from '../common/args.js';
 import { LocalController } from './controller.js';
 import { MoltError } from '../common/errors.js';
@@ -25,7 +26,8 @@ Flags:
   --listen HOST:PORT    where the sidecar takes user traffic           (default 127.0.0.1:8080)
   --admin HOST:PORT     admin REST API and /metrics                    (default 127.0.0.1:9090)
   --admin-token TOKEN   required for mutating admin calls; mandatory when --admin is not loopback
-                        (also read from MOLT_ADMIN_TOKEN)
+                        (also read from MOLT_ADMIN_TOKEN); also the dashboard login token
+  --session-ttl DURATION  how long a dashboard login lasts                 (default 12h)
   --state DIR           status, logs, control socket                   (default ./.molt)
   --workers N           sidecar worker processes, 1 to 64               (default 1)
   --log-level LEVEL     ${LOG_LEVELS.join('|')}       (default info)
@@ -44,6 +46,8 @@ export interface UpHandle {
   listen: string;
   /** The --dir folder as given. */
   dir: string;
+  /** Where the generated dashboard token is kept (undefined when --admin-token is the dashboard token). */
+  dashboardTokenFile: string | undefined;
   /** Drain and stop everything (what Ctrl-C does). */
   shutdown(): Promise<void>;
 }
@@ -57,6 +61,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     'admin-token': { type: 'string' },
     state: { type: 'string', default: './.molt' },
     workers: { type: 'integer', default: 1, min: 1, max: 64 },
+    'session-ttl': { type: 'duration', default: '12h', minMs: 1000 },
     'log-level': { type: 'logLevel', default: 'info' },
     'config-file': { type: 'string' },
     drain: { type: 'duration', default: '5s', unitless: 'ms' },
@@ -79,6 +84,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
   const admin = parseHostPort(adminFlag, 'admin');
   const token = (flags['admin-token'] ?? process.env.MOLT_ADMIN_TOKEN) || undefined;
   checkAdminBind(admin.host, token);
+  const sessionTtlMs = flags['session-ttl'];
   const workers = flags.workers;
   fs.mkdirSync(stateDir, { recursive: true });
 
@@ -101,12 +107,18 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
   if (opts.sidecar) supervisor.start();
 
   const thesisStore = new ThesisStore(path.join(stateDir, 'thesis-clusters.json'));
-  const server = createAdminServer({ controller, metrics, token, log, thesis: thesisStore });
+  // The dashboard logs in with --admin-token, or with a token generated into the state dir. A generated one
+  // is only a dashboard login: it enables no bearer auth and no non-loopback bind (checkAdminBind above).
+  const dashboardToken = token ? { token, created: false, file: undefined } : loadOrCreateDashboardToken(stateDir);
+  const server = createAdminServer({
+    controller, metrics, token, log, thesis: thesisStore, dashboard: { token: dashboardToken.token, sessionTtlMs },
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(admin.port, admin.host, () => { server.off('error', reject); resolve(); });
   });
   const adminAddress = server.address() as AddressInfo;
+  printDashboardBanner(adminAddress, dashboardToken);
 
   // Clusters from the thesis config file are also visible (and deletable) under /configuration/cluster.
   for (const [i, raw] of (thesis?.raws ?? []).entries()) {
@@ -127,7 +139,23 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     log.flush();
   })());
 
-  return { controller, supervisor, admin: server, adminAddress, listen, dir: flags.dir, shutdown };
+  return { controller, supervisor, admin: server, adminAddress, listen, dir: flags.dir, shutdown, dashboardTokenFile: dashboardToken.file };
+}
+
+function dashboardUrl(a: AddressInfo): string {
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  return `http://${host}:${a.port}/ui`;
+}
+
+/** The dashboard token, once, on the terminal: straight to stderr, never through the log stream. Only a
+ *  token generated just now is shown, and only to a terminal (not into a redirected log file). */
+function printDashboardBanner(a: AddressInfo, t: { token: string; created: boolean; file: string | undefined }): void {
+  if (!t.created) return;
+  if (process.stderr.isTTY) {
+    process.stderr.write(`\n  dashboard: ${dashboardUrl(a)}\n  login token (shown once; kept in ${t.file}, mode 0600):\n\n      ${t.token}\n\n`);
+  } else {
+    process.stderr.write(`molt: generated a dashboard login token for ${dashboardUrl(a)}; read it from ${t.file}\n`);
+  }
 }
 
 /** Unix socket paths are limited to ~107 bytes; fall back to the temp dir for deep state dirs. */
@@ -149,6 +177,7 @@ export function printWelcome(h: UpHandle, dir: string): void {
 molt is up.
   traffic:  ${url}
   admin:    http://${h.adminAddress.address}:${h.adminAddress.port}/apps   (metrics at /metrics)
+  dashboard: ${dashboardUrl(h.adminAddress)}   (log in with ${h.dashboardTokenFile ? `the token in ${h.dashboardTokenFile}` : 'the --admin-token'} to act)
   versions: ${path.resolve(dir)}
 
 Try:
