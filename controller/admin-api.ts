@@ -397,6 +397,16 @@ function buildRoutes(deps: {
         return { status: 200, body: await controller.promote(params[0]!, version) };
       },
     }, 'promote'),
+    route(/^\/apps\/([^/]+)\/traffic\.har$/, {
+      // `molt traffic export`: the sidecar's recent recorded exchanges, redacted, as HAR 1.2.
+      GET: async ({ params, url }) => {
+        if (!controller.trafficHar) throw new MoltError('MOLT_ERR_NOT_FOUND', 'this controller has no recording sidecar');
+        const raw = url.searchParams.get('limit') ?? '500';
+        const limit = Number(raw);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new MoltError('MOLT_ERR_BAD_REQUEST', `limit must be a whole number 1-100000, got "${raw}"`, { path: 'limit' });
+        return { status: 200, body: await controller.trafficHar(params[0]!, limit) };
+      },
+    }),
     route(/^\/apps\/([^/]+)\/rollback$/, {
       POST: async ({ params, body }) => {
         await body(); // enforce the size limit and drain; no fields
