@@ -7,6 +7,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json ./
+COPY common ./common
 COPY controller ./controller
 COPY sidecar ./sidecar
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev --ignore-scripts
@@ -16,7 +17,10 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist/common ./dist/common
 COPY --from=build /src/dist/controller ./dist/controller
+# The dashboard's page and scripts are served from the source tree (not compiled).
+COPY controller/dashboard/ui ./controller/dashboard/ui
 COPY --from=build /src/dist/sidecar ./dist/sidecar
 COPY bin ./bin
 COPY crds ./crds
