@@ -23,6 +23,9 @@ export interface VersionStatus {
   errors: number;
   /** spec.preflight's evidence and verdict (issue 11); absent without a preflight. */
   preflight?: PreflightEvidence;
+  /** The newest version of an app, during and after its transition: Imago's mixed-version risk
+   *  P = s(1 - s^c) now, and its mean and maximum over the rollout (sampled every second). */
+  mixedVersionRisk?: { current: number; mean: number; max: number };
 }
 
 export interface AppStatus {

@@ -28,6 +28,7 @@ import type { Instance, RuntimeDriver, RuntimeKind } from './runtime/types.js';
 import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../common/protocol.js';
 import type { Har } from '../common/har.js';
 import { trafficToHar } from './traffic.js';
+import { riskAt } from '../common/mixed-version-risk.js';
 import { PreflightManager, runConfigFrom, type PreflightEvidence, type PreflightRun } from './preflight.js';
 
 export interface LocalControllerOptions {
@@ -90,6 +91,8 @@ export class LocalController implements ControllerApi {
   #stopped = false;
   #consecutiveErrors = 0;
   readonly #startedAt = Date.now();
+  /** app -> mixed-version risk of its current rollout (see #observeRisk). */
+  readonly #risk = new Map<string, { version: string; current: number; sum: number; n: number; max: number }>();
   /** Versions in Testing: their preflight runs (controller/preflight.ts). */
   readonly #preflights: PreflightManager;
 
@@ -582,6 +585,26 @@ export class LocalController implements ControllerApi {
     });
     for (const v of live) this.#share.set(v.versionId, { share: v.trafficShare, requests: v.requests, errors: v.errors });
     this.#metrics.observeStats(live.length === m.versions.length ? m : { ...m, versions: live });
+    this.#observeRisk();
+  }
+
+  /** Imago's mixed-version risk per app, once per stats line (every second): the newest routed version's
+   *  share s of new traffic and its callsPerInteraction c give P = s(1 - s^c); mean and max per rollout. */
+  #observeRisk(): void {
+    for (const app of this.control.table?.apps ?? []) {
+      const newest = app.versions[0];
+      if (!newest) continue;
+      const av = this.#snapshot.desired.get(newest.id);
+      const share = app.versions.length > 1 ? this.#share.get(newest.id)?.share ?? 0 : 1;
+      const current = riskAt(Math.min(1, Math.max(0, share)), av?.spec.callsPerInteraction ?? 1);
+      let r = this.#risk.get(app.name);
+      if (!r || r.version !== newest.id) this.#risk.set(app.name, (r = { version: newest.id, current: 0, sum: 0, n: 0, max: 0 }));
+      r.current = current;
+      r.sum += current;
+      r.n++;
+      if (current > r.max) r.max = current;
+      this.#metrics.setMixedVersionRisk(app.name, current);
+    }
   }
 
   /** Feed one observation (or a reconcile's worth) to the phase machine and record what it decides:
@@ -654,7 +677,14 @@ export class LocalController implements ControllerApi {
       requests: s?.requests ?? 0,
       errors: s?.errors ?? 0,
       ...(av.spec.preflight ? { preflight: this.#preflightStatus(av, rec) } : {}),
+      ...this.#riskStatus(av),
     };
+  }
+
+  #riskStatus(av: AppVersion): Pick<VersionStatus, 'mixedVersionRisk'> {
+    const r = this.#risk.get(av.spec.app);
+    if (!r || r.version !== av.metadata.name || r.n === 0) return {};
+    return { mixedVersionRisk: { current: r.current, mean: r.sum / r.n, max: r.max } };
   }
 
   #preflightStatus(av: AppVersion, rec: RolloutRecord | undefined): VersionStatus['preflight'] {

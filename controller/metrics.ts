@@ -139,6 +139,7 @@ export class MoltMetrics {
   readonly #preflightRequests: Counter<'app' | 'version' | 'result'>;
   readonly #preflightLatency: Gauge<'app' | 'version' | 'side' | 'quantile'>;
   readonly #preflightRuns: Counter<'app' | 'version' | 'verdict'>;
+  readonly #risk: Gauge<'app'>;
   /** "app\0version" -> the phase its molt_version_phase series carries now. */
   readonly #phaseOf = new Map<string, string>();
   /** "app\0version\0result" -> last preflight count seen (counts restart with each run). */
@@ -240,6 +241,13 @@ export class MoltMetrics {
       name: 'molt_preflight_runs_total',
       help: 'Finished preflights by verdict (Pass, Fail)',
       labelNames: ['app', 'version', 'verdict'],
+      registers,
+    });
+
+    this.#risk = new Gauge({
+      name: 'molt_mixed_version_risk',
+      help: "Imago's P = s(1 - s^c): chance that one client interaction of c calls meets both versions, s = the newest version's share of new traffic",
+      labelNames: ['app'],
       registers,
     });
 
@@ -382,6 +390,10 @@ export class MoltMetrics {
     put('new', '0.95', l.newP95);
   }
 
+  setMixedVersionRisk(app: string, risk: number): void {
+    this.#risk.set({ app }, risk);
+  }
+
   preflightVerdict(app: string, version: string, verdict: string): void {
     this.#preflightRuns.inc({ app, version, verdict });
   }
@@ -390,6 +402,7 @@ export class MoltMetrics {
   forgetApp(app: string): void {
     if (!this.#knownApps.delete(app)) return;
     for (const reason of ROLLBACK_REASONS) this.#rollbacks.remove({ app, reason });
+    this.#risk.remove({ app });
   }
 
   #initApp(app: string): void {
