@@ -48,7 +48,7 @@ Flags:
 
 const HELP: Record<string, string> = {
   up: UP_HELP,
-  status: `Usage: molt status [flags]\n\nShows every app, its versions newest first, phase, traffic share and recent errors.\n${CLIENT_HELP}`,
+  status: `Usage: molt status [APP] [--watch] [flags]\n\nShows every app, its versions newest first, phase, traffic share and recent errors; with APP,\none app in detail (each version's phase, reason, timestamps, preflight evidence, mixed-version risk).\n--watch redraws every second (in place on a terminal) until Ctrl-C.\n${CLIENT_HELP}`,
   apply: `Usage: molt apply -f FILE [flags]\n\nValidates FILE (YAML, several documents allowed) and sends each AppVersion to the running controller.\n${CLIENT_HELP}`,
   validate: `Usage: molt validate [--risk] FILE...\n\nChecks AppVersion files and prints every error with file:line:column and field path.\nExits 1 when any file is invalid.\n\n  --risk   also print the mixed-version risk a GRADUAL steps schedule causes (Imago's\n           P = s(1 - s^c), s the new version's share, c = transition.callsPerInteraction)\n`,
   traffic: `Usage:
@@ -150,16 +150,68 @@ async function cmdUp(argv: string[]): Promise<number> {
 }
 
 async function cmdStatus(argv: string[]): Promise<number> {
-  const args = parseCommandLine(argv, CLIENT_FLAGS, 'status');
+  const args = parseCommandLine(argv, { ...CLIENT_FLAGS, watch: { type: 'boolean', short: 'w' } }, 'status');
   if (args.help) return help('status');
-  noPositionals(args.positionals, 'status');
-  const st = (await client(args.values).status()) as ControllerStatus;
-  if (args.values.json) {
-    process.stdout.write(JSON.stringify(st, null, 2) + '\n');
+  const [app, extra] = args.positionals;
+  if (extra !== undefined) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${extra}" (see molt status --help)`);
+  const c = client(args.values);
+  const render = async (): Promise<string> => {
+    const st = (await c.status()) as ControllerStatus;
+    if (app !== undefined && !st.apps.some((a) => a.app === app)) throw new MoltError('MOLT_ERR_NOT_FOUND', `no app "${app}" (known: ${st.apps.map((a) => a.app).join(', ') || 'none'})`);
+    if (args.values.json) return JSON.stringify(app === undefined ? st : st.apps.find((a) => a.app === app), null, 2) + '\n';
+    return app === undefined ? formatStatus(st) : formatApp(st, app);
+  };
+  if (!args.values.watch) {
+    process.stdout.write(await render());
     return 0;
   }
-  process.stdout.write(formatStatus(st));
+  return watch(render);
+}
+
+/** Redraw every second until Ctrl-C (SIGINT/SIGTERM): in place on a terminal, one frame after another otherwise. */
+async function watch(render: () => Promise<string>): Promise<number> {
+  const tty = process.stdout.isTTY;
+  let stop = false;
+  let wake: (() => void) | null = null;
+  const onSignal = () => { stop = true; wake?.(); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    while (!stop) {
+      let frame: string;
+      try {
+        frame = await render();
+      } catch (err) {
+        frame = `molt status: ${(err as Error).message}\n`;
+      }
+      const stamp = `molt status --watch   ${new Date().toISOString()}   (Ctrl-C to stop)\n\n`;
+      process.stdout.write(tty ? `\x1b[H\x1b[2J${stamp}${frame}` : `${stamp}${frame}\n`);
+      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 1000); });
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
   return 0;
+}
+
+/** One app in detail. */
+export function formatApp(st: ControllerStatus, name: string): string {
+  const app = st.apps.find((a) => a.app === name)!;
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  const lines = [`app ${app.app}   hosts: ${app.hosts.join(', ') || '(default)'}   sidecar: ${st.sidecarConnected ? 'connected' : 'NOT connected'}`];
+  for (const v of app.versions) {
+    lines.push('', `${v.version}  ${v.name}  ${v.mode}  ${v.phase}${v.reason ? ` (${v.reason})` : ''}  traffic ${pct(v.traffic)}`);
+    if (v.message) lines.push(`  ${v.message}`);
+    lines.push(`  requests ${v.requests}, errors ${v.errors}${v.endpoints.length ? `, endpoints ${v.endpoints.map((e) => `${e.host}:${e.port}`).join(' ')}` : ''}`);
+    const ts = Object.entries(v.timestamps).map(([k, t]) => `${k} ${t}`).join(', ');
+    if (ts) lines.push(`  ${ts}`);
+    if (v.mixedVersionRisk) lines.push(`  mixed-version risk: now ${pct(v.mixedVersionRisk.current)}, mean ${pct(v.mixedVersionRisk.mean)}, max ${pct(v.mixedVersionRisk.max)}`);
+    if (v.preflight) lines.push(formatPreflight(v.preflight, '  preflight').trimEnd().split('\n').map((l) => `  ${l.trimStart()}`).join('\n'));
+    const rollback = v.phase === 'RolledBack' || v.phase === 'Rejected' || v.phase === 'Failed';
+    if (rollback) lines.push(`  last ${v.phase === 'Rejected' ? 'rejection' : 'rollback'}: ${v.reason}: ${v.message}`);
+  }
+  return lines.join('\n') + '\n';
 }
 
 export function formatStatus(st: ControllerStatus): string {
