@@ -12,6 +12,7 @@ import { parseCommandLine, parseHostPort } from '../common/args.js';
 import { LocalController } from './controller.js';
 import { MoltError } from '../common/errors.js';
 import { createLogger, LOG_LEVELS } from '../common/logger.js';
+import { resolveLogFormat } from '../common/log-format.js';
 import { MoltMetrics } from './metrics.js';
 import { SidecarSupervisor } from './supervisor.js';
 import { loadThesisConfigFile } from './thesis.js';
@@ -31,6 +32,8 @@ Flags:
   --state DIR           status, logs, control socket                   (default ./.molt)
   --workers N           sidecar worker processes, 1 to 64               (default 1)
   --log-level LEVEL     ${LOG_LEVELS.join('|')}       (default info)
+  --log-format FORMAT   json or pretty (default: pretty when stderr is a terminal, else json;
+                        env MOLT_LOG_FORMAT)
   --config-file FILE    a thesis-format JSON config (proxy.port, configService.port, cluster)
   --drain DURATION      how long a deleted version keeps serving in-flight requests, e.g. 5s or
                         500ms; a bare number is milliseconds           (default 5s)
@@ -63,6 +66,7 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     workers: { type: 'integer', default: 1, min: 1, max: 64 },
     'session-ttl': { type: 'duration', default: '12h', minMs: 1000 },
     'log-level': { type: 'logLevel', default: 'info' },
+    'log-format': { type: 'string' },
     'config-file': { type: 'string' },
     drain: { type: 'duration', default: '5s', unitless: 'ms' },
     control: { type: 'string' },
@@ -73,7 +77,9 @@ export async function runUp(argv: string[], opts: { sidecar: boolean; command: s
     return undefined;
   }
   if (positionals.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${positionals[0]}" (see molt ${opts.command} --help)`);
-  const log = createLogger(flags['log-level']);
+  const log = createLogger(flags['log-level'], 'molt', flags['log-format']);
+  // The sidecar (a child process) logs in the same format.
+  process.env.MOLT_LOG_FORMAT = resolveLogFormat(flags['log-format']);
   const stateDir = path.resolve(flags.state);
 
   let thesis: Awaited<ReturnType<typeof loadThesisConfigFile>> | undefined;

@@ -17,6 +17,7 @@ import { MoltError } from '../common/errors.js';
 import { selfTest } from '../common/node-internals.js';
 import { ControlClient } from './control-client.js';
 import { createProxy } from './proxy.js';
+import { prettyStderr, resolveLogFormat } from '../common/log-format.js';
 import { TrafficRecorder } from './recorder.js';
 import { readTraffic } from './traffic.js';
 import { createRoutingState } from './routing.js';
@@ -67,7 +68,9 @@ export function parseSidecarArgs(argv: string[]): SidecarOptions {
 
 function makeLogger(level: string, bindings: Record<string, unknown>): { log: Logger; flush: () => void } {
   const dest = pino.destination({ fd: 2, sync: false });
-  const log = pino({ level, base: { pid: process.pid, component: 'sidecar', ...bindings } }, dest);
+  const opts = { level, base: { pid: process.pid, component: 'sidecar', ...bindings } };
+  // On a terminal (or MOLT_LOG_FORMAT=pretty, which `molt up --log-format` passes on) human lines.
+  const log = resolveLogFormat() === 'pretty' ? pino(opts, prettyStderr()) : pino(opts, dest);
   return {
     log,
     flush: () => {
