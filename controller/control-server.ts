@@ -8,6 +8,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { line, onLines } from '../common/ndjson.js';
+import { mergeTraffic, type TrafficPart } from '../common/traffic.js';
 import {
   PROTOCOL_VERSION,
   type FailureMessage,
@@ -20,7 +21,7 @@ import {
 } from '../common/protocol.js';
 
 /** Recorded traffic, as merged over every connected sidecar. */
-export type TrafficAnswer = Pick<TrafficMessage, 'exchanges' | 'cursor' | 'recorded' | 'skipped'>;
+export type TrafficAnswer = TrafficPart;
 /** A sidecar that has not answered a traffic request by then is left out. */
 export const TRAFFIC_REQUEST_TIMEOUT_MS = 3000;
 
@@ -110,15 +111,7 @@ export class ControlServer extends EventEmitter<ControlServerEvents> {
       const done = () => {
         clearTimeout(timer);
         if (!this.#trafficWaits.delete(id)) return;
-        const out: TrafficAnswer = { exchanges: [], cursor: {}, recorded: 0, skipped: 0 };
-        for (const p of parts) {
-          out.exchanges.push(...p.exchanges);
-          Object.assign(out.cursor, p.cursor);
-          out.recorded += p.recorded;
-          out.skipped += p.skipped;
-        }
-        out.exchanges.sort((a, b) => a.startedAt - b.startedAt);
-        resolve(out);
+        resolve(mergeTraffic(parts));
       };
       this.#trafficWaits.set(id, { parts, pending, done });
       if (pending.size === 0) { done(); return; }

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Logger } from 'pino';
-import type { TrafficPart } from './traffic.js';
+import type { TrafficPart } from '../common/traffic.js';
 import {
   MAX_LINE_BYTES,
   PROTOCOL_VERSION,

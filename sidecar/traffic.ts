@@ -1,11 +1,11 @@
 // Reading recorded traffic out of the sidecar (off the hot path): the answer to a controller's
 // `traffic-request`, from one recorder (single process) or merged over the workers' recorders.
 
-import type { TrafficMessage, TrafficRequestMessage, WireExchange } from '../common/protocol.js';
+import type { TrafficRequestMessage, WireExchange } from '../common/protocol.js';
 import { parseCapturedRequest, parseCapturedResponse } from './captured-http.js';
 import type { TrafficRecorder } from './recorder.js';
 
-export type TrafficPart = Pick<TrafficMessage, 'exchanges' | 'cursor' | 'recorded' | 'skipped'>;
+import type { TrafficPart } from '../common/traffic.js';
 
 /** Parsed, newest `limit` exchanges of `app` after the caller's cursor for this recorder. */
 export function readTraffic(recorder: TrafficRecorder, name: string, req: Pick<TrafficRequestMessage, 'app' | 'after' | 'limit'>): TrafficPart {
@@ -31,17 +31,4 @@ export function readTraffic(recorder: TrafficRecorder, name: string, req: Pick<T
   // traffic (shadow) wants what comes after now, not a backlog.
   if (recorder.lastSeq > last) last = recorder.lastSeq;
   return { exchanges, cursor: { [name]: last }, recorded: c.recorded, skipped: c.skippedBusy + c.skippedOther };
-}
-
-/** Several recorders' answers as one, exchanges in time order. */
-export function mergeTraffic(parts: TrafficPart[]): TrafficPart {
-  const out: TrafficPart = { exchanges: [], cursor: {}, recorded: 0, skipped: 0 };
-  for (const p of parts) {
-    out.exchanges.push(...p.exchanges);
-    Object.assign(out.cursor, p.cursor);
-    out.recorded += p.recorded;
-    out.skipped += p.skipped;
-  }
-  out.exchanges.sort((a, b) => a.startedAt - b.startedAt || a.seq - b.seq);
-  return out;
 }

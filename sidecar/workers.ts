@@ -13,7 +13,7 @@
 import type { Logger } from 'pino';
 import type { FailureMessage, RoutingTable, TrafficRequestMessage, VersionStats } from '../common/protocol.js';
 import type { Routing } from './routing.js';
-import { mergeTraffic, type TrafficPart } from './traffic.js';
+import { mergeTraffic, type TrafficPart } from '../common/traffic.js';
 
 /** [versionId, epoch, count] */
 export type ProgressTuple = [string, number, number];
