@@ -307,14 +307,24 @@ function sameBytes(a: readonly Buffer[], b: readonly Buffer[]): boolean {
 async function socketPair(onAccept: (s: net.Socket) => void = () => {}): Promise<{ client: net.Socket; accepted: net.Socket; close: () => void }> {
   const srv = net.createServer({ allowHalfOpen: true });
   const accepted = new Promise<net.Socket>((res) => srv.once('connection', (s: net.Socket) => { onAccept(s); res(s); }));
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const client = net.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
-  client.on('error', () => {});
-  const a = await accepted;
-  a.on('error', () => {});
-  srv.close();
-  return { client, accepted: a, close: () => { client.destroy(); a.destroy(); } };
+  // exclusive: in a cluster worker, a listen would otherwise go through the primary and share one
+  // port-0 handle with the other workers (the connection could land in another process).
+  srv.listen({ port: 0, host: '127.0.0.1', exclusive: true });
+  let client: net.Socket | null = null;
+  try {
+    await once(srv, 'listening');
+    client = net.connect({ port: (srv.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+    client.on('error', () => {});
+    const a = await Promise.race([accepted, once(client, 'close').then(() => { throw new Error('self-test connection closed before it was accepted'); })]);
+    a.on('error', () => {});
+    const c = client;
+    return { client: c, accepted: a, close: () => { c.destroy(); a.destroy(); } };
+  } catch (e) {
+    client?.destroy();
+    throw e;
+  } finally {
+    srv.close();
+  }
 }
 
 function collect(s: net.Socket): Promise<Buffer[]> {
