@@ -20,6 +20,13 @@ import { createProxy } from './proxy.js';
 import { prettyStderr, resolveLogFormat } from '../common/log-format.js';
 import { TrafficRecorder } from './recorder.js';
 import { readTraffic } from './traffic.js';
+import type { TrafficRequestMessage } from '../common/protocol.js';
+
+/** Recording at the ingress feeds preflight and `molt traffic export`; MOLT_RECORDING=off turns it off
+ *  (a preflight then has nothing to replay or copy, and onNoTraffic decides). */
+function recordingEnabled(): boolean {
+  return process.env.MOLT_RECORDING !== 'off';
+}
 import { createRoutingState } from './routing.js';
 import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from './workers.js';
 
@@ -117,15 +124,15 @@ async function awaitFirstTable(routing: { readonly revision: number }, log: Logg
 export async function startSingle(opts: SidecarOptions, log: Logger): Promise<SidecarHandle> {
   void selfTest(); // start it now, next to waiting for the first table; the proxy awaits it before listening
   const routing = createRoutingState({ log });
-  const recorder = new TrafficRecorder();
+  const recorder = recordingEnabled() ? new TrafficRecorder() : undefined;
   const proxy = createProxy({ routing, log, recorder });
   const client = new ControlClient({
     socketPath: opts.controlPath,
     apply: (table) => {
       routing.apply(table);
-      recorder.retainApps(new Set(table.apps.map((a) => a.name)));
+      recorder?.retainApps(new Set(table.apps.map((a) => a.name)));
     },
-    traffic: (req) => readTraffic(recorder, '0', req),
+    ...(recorder ? { traffic: (req: TrafficRequestMessage) => readTraffic(recorder, '0', req) } : {}),
     revision: () => routing.revision,
     stats: () => routing.stats(),
     log,
@@ -148,7 +155,7 @@ export async function startSingle(opts: SidecarOptions, log: Logger): Promise<Si
 
 async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): Promise<void> {
   const routing = createRoutingState({ log });
-  const recorder = new TrafficRecorder();
+  const recorder = recordingEnabled() ? new TrafficRecorder() : undefined;
   const proxy = createProxy({ routing, log, recorder });
   const ch: Channel<ToPrimary> = {
     send: (msg) => {
@@ -172,8 +179,8 @@ async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): 
   const agent = new WorkerAgent(routing, ch, {
     log,
     onShutdown: (g) => void shutdown(g),
-    traffic: (req) => readTraffic(recorder, `w${cluster.worker?.id ?? 0}`, req),
-    onTable: (table) => recorder.retainApps(new Set(table.apps.map((a) => a.name))),
+    ...(recorder ? { traffic: (req: TrafficRequestMessage) => readTraffic(recorder, `w${cluster.worker?.id ?? 0}`, req) } : {}),
+    onTable: (table) => recorder?.retainApps(new Set(table.apps.map((a) => a.name))),
   });
   agent.start();
   onSignals(() => void shutdown(SHUTDOWN_GRACE_MS));
