@@ -310,3 +310,23 @@ test('docker: checkForNewImages rolls a rebuilt image:tag out as a new version; 
   await waitFor('all generations removed', async () => (await containers(e.controllerId)).length === 0, 30000);
   await waitFor('all generations forgotten', () => e.h.controller.status().apps.length === 0);
 });
+
+test('docker: preflight rejects a v2 with other content and a v3 that answers 500, before any client reaches them', { skip }, async (t) => {
+  const e = await start(t);
+  await startV1(e);
+  const g = load(e, 2);
+  await waitFor('traffic recorded', () => (g.byBody.get('v1') ?? 0) > 50);
+  const preflight = '  preflight:\n    maxDuration: 60s\n    replay: { requests: 20 }\n    shadow: { percent: 100, minRequests: 20 }\n';
+  write(e.root, 'shop-v2', version({ name: 'shop-v2', tag: 'v2', version: '2.0.0', extraTransition: preflight }));
+  const v2 = await waitFor('v2 rejected', () => (phase(e.h, 'shop-v2') === 'Rejected' ? status(e.h, 'shop-v2') : undefined), 90_000);
+  assert.equal(v2.reason, 'PreflightMismatch');
+  assert.equal(v2.preflight?.topMismatches[0]?.path, 'body');
+  write(e.root, 'shop-v3', version({ name: 'shop-v3', tag: 'v3', version: '3.0.0', extraTransition: preflight }));
+  const v3 = await waitFor('v3 rejected', () => (phase(e.h, 'shop-v3') === 'Rejected' ? status(e.h, 'shop-v3') : undefined), 90_000);
+  assert.equal(v3.reason, 'PreflightErrors');
+  await g.stop();
+  assert.deepEqual(g.errors, [], 'no client error');
+  assert.deepEqual([...g.byBody.keys()], ['v1'], 'every client answer came from v1');
+  // Rejected instances are stopped (keepFailed is off).
+  await waitFor('v2 and v3 containers gone', async () => (await containers(e.controllerId, 'shop-v2')).length + (await containers(e.controllerId, 'shop-v3')).length === 0, 30_000);
+});
