@@ -168,8 +168,9 @@ async function cmdStatus(argv: string[]): Promise<number> {
   return watch(render);
 }
 
-/** Redraw every second until Ctrl-C (SIGINT/SIGTERM): in place on a terminal, one frame after another otherwise. */
-async function watch(render: () => Promise<string>): Promise<number> {
+/** Redraw every second until Ctrl-C (SIGINT/SIGTERM): in place on a terminal, one frame after another
+ *  otherwise. Also `kubectl molt status --watch`. */
+export async function watch(render: () => Promise<string>, title = 'molt status', out: (s: string) => void = (s) => void process.stdout.write(s)): Promise<number> {
   const tty = process.stdout.isTTY;
   let stop = false;
   let wake: (() => void) | null = null;
@@ -182,10 +183,10 @@ async function watch(render: () => Promise<string>): Promise<number> {
       try {
         frame = await render();
       } catch (err) {
-        frame = `molt status: ${(err as Error).message}\n`;
+        frame = `${title}: ${(err as Error).message}\n`;
       }
-      const stamp = `molt status --watch   ${new Date().toISOString()}   (Ctrl-C to stop)\n\n`;
-      process.stdout.write(tty ? `\x1b[H\x1b[2J${stamp}${frame}` : `${stamp}${frame}\n`);
+      const stamp = `${title} --watch   ${new Date().toISOString()}   (Ctrl-C to stop)\n\n`;
+      out(tty ? `\x1b[H\x1b[2J${stamp}${frame}` : `${stamp}${frame}\n`);
       await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 1000); });
     }
   } finally {

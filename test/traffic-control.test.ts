@@ -10,7 +10,8 @@ import { ControlClient } from '../sidecar/control-client.js';
 import { TrafficRecorder } from '../sidecar/recorder.js';
 import { readTraffic } from '../sidecar/traffic.js';
 import { createRoutingState } from '../sidecar/routing.js';
-import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from '../sidecar/workers.js';
+import { ipcPair } from './helpers/ipc-pair.js';
+import { PrimaryCoordinator, WorkerAgent } from '../sidecar/workers.js';
 
 function record(r: TrafficRecorder, app: string, target: string, body: string): void {
   const c = r.begin(Date.now())!;
@@ -21,14 +22,7 @@ function record(r: TrafficRecorder, app: string, target: string, body: string): 
   r.commit(app, c);
 }
 
-function pair(): { primary: Channel<ToWorker>; worker: Channel<ToPrimary> } {
-  const toWorker: Array<(m: unknown) => void> = [];
-  const toPrimary: Array<(m: unknown) => void> = [];
-  return {
-    primary: { send: (m) => setImmediate(() => toWorker.forEach((f) => f(structuredClone(m)))), onMessage: (f) => toPrimary.push(f) },
-    worker: { send: (m) => setImmediate(() => toPrimary.forEach((f) => f(structuredClone(m)))), onMessage: (f) => toWorker.push(f) },
-  };
-}
+const pair = ipcPair;
 
 test('the controller reads recorded exchanges of every worker, and then only the newer ones', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'molt-traffic-'));

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { createRoutingState, type Routing } from '../sidecar/routing.js';
-import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from '../sidecar/workers.js';
+import { ipcPair } from './helpers/ipc-pair.js';
+import { PrimaryCoordinator, WorkerAgent } from '../sidecar/workers.js';
 import { parseSidecarArgs } from '../sidecar/main.js';
 import { line, onLines } from '../common/ndjson.js';
 import { waitFor } from './helpers/molt.js';
@@ -29,14 +30,7 @@ function tableOf(revision: number, ports: [number, number], transition: Partial<
 }
 
 /** An in-process IPC pair: asynchronous, structured-cloned, ordered. */
-function pair(): { primary: Channel<ToWorker>; worker: Channel<ToPrimary> } {
-  const toWorker: Array<(m: unknown) => void> = [];
-  const toPrimary: Array<(m: unknown) => void> = [];
-  return {
-    primary: { send: (m) => setImmediate(() => toWorker.forEach((f) => f(structuredClone(m)))), onMessage: (f) => toPrimary.push(f) },
-    worker: { send: (m) => setImmediate(() => toPrimary.forEach((f) => f(structuredClone(m)))), onMessage: (f) => toWorker.push(f) },
-  };
-}
+const pair = ipcPair;
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 

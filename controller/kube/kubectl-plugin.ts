@@ -11,7 +11,7 @@ import { MoltError, MoltValidationErrors } from '../../common/errors.js';
 import { compareVersions } from '../../common/version-order.js';
 import type { AppStatus, ControllerStatus, VersionStatus } from '../controller-api.js';
 import { isPhase } from '../phase.js';
-import { formatApp, formatStatus } from '../cli.js';
+import { formatApp, formatStatus, watch } from '../cli.js';
 import { GROUP, loadKubeConfig, MERGE_PATCH, PLURAL, resolveNamespace, VERSION } from './client.js';
 import { parseRollbackReport, PROMOTED_ANNOTATION, ROLLBACK_ANNOTATION, type RollbackReport } from './status.js';
 
@@ -111,7 +111,7 @@ export async function runKubectlMolt(argv: string[], out: (s: string) => void = 
         return (app ? formatApp(st, app) : formatStatus(st)).replace(/^sidecar: .*\n/, `namespace: ${namespace}\n`);
       };
       if (!args.values.watch) { out(await render()); return 0; }
-      return watchLoop(render, out);
+      return watch(render, 'kubectl molt status', out);
     }
     case 'promote': {
       if (!app) throw new MoltError('MOLT_ERR_USAGE', 'kubectl molt promote needs APP');
@@ -159,28 +159,6 @@ async function annotate(api: CustomObjectsApi, namespace: string, name: string, 
     { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { metadata: { annotations } } },
     MERGE_PATCH,
   );
-}
-
-async function watchLoop(render: () => Promise<string>, out: (s: string) => void): Promise<number> {
-  const tty = process.stdout.isTTY;
-  let stop = false;
-  let wake: (() => void) | null = null;
-  const onSignal = () => { stop = true; wake?.(); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    while (!stop) {
-      let frame: string;
-      try { frame = await render(); } catch (err) { frame = `kubectl molt: ${(err as Error).message}\n`; }
-      const stamp = `kubectl molt status --watch   ${new Date().toISOString()}   (Ctrl-C to stop)\n\n`;
-      out(tty ? `\x1b[H\x1b[2J${stamp}${frame}` : `${stamp}${frame}\n`);
-      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 1000); });
-    }
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
-  return 0;
 }
 
 /** Entry point of bin/kubectl-molt: errors print one line and set the exit code, as `molt` does. */
