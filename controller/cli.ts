@@ -186,8 +186,12 @@ export async function watch(render: () => Promise<string>, title = 'molt status'
         frame = `${title}: ${(err as Error).message}\n`;
       }
       const stamp = `${title} --watch   ${new Date().toISOString()}   (Ctrl-C to stop)\n\n`;
+      if (stop) break; // Ctrl-C during the request: no frame after it
       out(tty ? `\x1b[H\x1b[2J${stamp}${frame}` : `${stamp}${frame}\n`);
-      await new Promise<void>((resolve) => { wake = resolve; setTimeout(resolve, 1000); });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        wake = () => { clearTimeout(timer); resolve(); };
+      });
     }
   } finally {
     process.off('SIGINT', onSignal);

@@ -53,7 +53,9 @@ test('molt status APP shows one app in detail; --watch redraws until Ctrl-C, in 
   // A terminal (through script(1)'s pseudo-terminal): every frame clears and redraws in place.
   const script = ['/usr/bin/script', '/bin/script'].find((p) => fs.existsSync(p));
   if (!script) { t.diagnostic('script(1) not installed: the pseudo-terminal check is skipped'); return; }
-  const tty = spawn(script, ['-qefc', `${process.execPath} ${BIN} status shop --watch --admin ${admin}`, '/dev/null']);
+  // `exec`: script(1) runs the command through $SHELL -c; dash (Debian's /bin/sh) does not exec the last
+  // command and, being non-interactive, dies of the terminal's SIGINT itself (exit 130) whatever molt does.
+  const tty = spawn(script, ['-qefc', `exec ${process.execPath} ${BIN} status shop --watch --admin ${admin}`, '/dev/null']);
   let ttyOut = '';
   tty.stdout.on('data', (d) => (ttyOut += d));
   await waitFor('two redraws on the terminal', () => (ttyOut.match(/\x1b\[H\x1b\[2J/g) ?? []).length >= 2, 15_000);
