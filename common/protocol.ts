@@ -11,6 +11,8 @@
 //
 // This file is shared by both sides: it is the contract. Keep it free of runtime imports.
 
+import type { HistogramJSON } from './latency-histogram.js';
+
 export const PROTOCOL_VERSION = 1;
 export const MAX_LINE_BYTES = 16 * 1024 * 1024;
 
@@ -76,6 +78,11 @@ export interface RouteVersion {
   servingSince: number;
   /** Set by `molt promote`: the transition is complete, send everything here (INSTANT semantics). */
   promoted: boolean;
+  /** GRADUAL with `steps` under canary analysis: the controller owns step advancement. When set, the
+   *  sidecar holds `transition.steps[currentStep].weight` (clamped to the last step) until a new table
+   *  changes it and ignores the steps' pauses; absent = the sidecar advances on its own clock from
+   *  `servingSince` (today's behaviour). */
+  currentStep?: number;
 }
 
 export interface RouteApp {
@@ -148,6 +155,23 @@ export interface VersionStats {
   latencySum: number;
   /** Current share of new traffic this version receives, 0..1, as the sidecar computes it. */
   trafficShare: number;
+  /** Canary-analysis samples (absent when the sidecar runs with MOLT_ANALYSIS_SAMPLES=off). */
+  analysis?: AnalysisSamples;
+}
+
+/** Per-version measurements for canary analysis, cumulative since the sidecar started (summed over
+ *  workers). The controller takes a snapshot at a window's start (after initialDelay) and subtracts it
+ *  from the one at the window's end: no window state in the sidecar. Counted for every request the
+ *  version answered or failed, client requests and CONCURRENT duplicate requests alike. */
+export interface AnalysisSamples {
+  /** Upstream latency (request sent → response head received), µs, sparse log-linear histogram. */
+  latency: HistogramJSON;
+  /** Flat [statusCode, count, statusCode, count, …], codes ascending, counts > 0. */
+  statuses: number[];
+  /** Requests that got no upstream status: connect failure, reset, timeout. */
+  noResponse: number;
+  /** All requests counted here: sum of statuses' counts + noResponse. */
+  requests: number;
 }
 
 export interface StatsMessage {
