@@ -255,6 +255,11 @@ function quotedStringHints(raw: Raw, sourceOf: SourceOf): Issue[] {
 }
 
 let validator: ValidateFunction | undefined;
+/** Compile the schema validator now (hundreds of ms of synchronous work) rather than inside the first
+ *  reconcile, where it would stall lease renewals and everything else on the event loop. */
+export function warmValidator(): void {
+  compiled();
+}
 function compiled(): ValidateFunction {
   validator ??= new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true }).compile(localSchema());
   return validator;

@@ -11,6 +11,7 @@ import { ControlServer } from '../control-server.js';
 import { MoltError } from '../../common/errors.js';
 import { createLogger, LOG_LEVELS } from '../../common/logger.js';
 import { MoltMetrics } from '../metrics.js';
+import { warmValidator } from '../load.js';
 import { loadKubeConfig, resolveNamespace } from './client.js';
 import { KubeController } from './controller.js';
 
@@ -66,6 +67,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
   const resyncMs = flags['resync-period'];
   const kubeConfig = loadKubeConfig(flags.kubeconfig);
   const namespace = resolveNamespace(kubeConfig, flags.namespace);
+  warmValidator(); // before campaigning: the first reconcile must not block lease renewals
   const metrics = new MoltMetrics();
   const control = new ControlServer({ socketPath: flags.control, log });
   await control.start();

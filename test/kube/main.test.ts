@@ -37,7 +37,7 @@ test('startKubeController: kubeconfig file, namespace flag, control socket, /hea
   }));
   const control = path.join(dir, 'control.sock');
   const h = await startKubeController(
-    ['--kubeconfig', kubeconfig, '--namespace', NS, '--control', control, '--admin', '127.0.0.1:0', '--identity', 'main-1', '--lease-duration', '3s'],
+    ['--kubeconfig', kubeconfig, '--namespace', NS, '--control', control, '--admin', '127.0.0.1:0', '--identity', 'main-1', '--lease-duration', '15s'], // long: a loaded CI machine must not lose the lease mid-test
     pino({ level: 'silent' }),
   );
   const sidecar = new FakeSidecar();
