@@ -88,9 +88,11 @@ function readResponse(s: net.Socket): Promise<string> {
 
 // ---- tests ----
 
-test('2000 idle client connections: proxy memory stays bounded, the timeouts close every one', async (t) => {
+test('2000 idle client connections: proxy memory stays bounded, the timeouts close every one', { timeout: 180_000 }, async (t) => {
   const bport = await backend(t, (_q, s) => s.end('ok'));
-  const p = await childProxy(t, bport, { idleTimeoutMs: 3000, headerTimeoutMs: 4000 });
+  // Timeouts long enough that opening 2000 connections on a loaded machine (SYN retries when the accept
+  // queue overflows) finishes before the first one may close.
+  const p = await childProxy(t, bport, { idleTimeoutMs: 12000, headerTimeoutMs: 15000 });
   const base = await p.ask('reset');
   const N = 2000;
   const socks: net.Socket[] = [];
@@ -98,10 +100,15 @@ test('2000 idle client connections: proxy memory stays bounded, the timeouts clo
   t.after(() => { for (const s of socks) s.destroy(); });
   // Half never send a byte (header timeout, silent close), half are idle keep-alive after one request.
   for (let i = 0; i < N; i += 100) {
-    const batch = await Promise.all(Array.from({ length: 100 }, () => connect(p.port)));
+    const batch = await Promise.all(Array.from({ length: 100 }, () => {
+      const c = connect(p.port);
+      // Listen for the close at once: a socket the proxy closes before the whole batch has connected
+      // would otherwise never resolve (this hung CI for half an hour).
+      closed.push(c.then((s) => (s.destroyed ? undefined : new Promise<void>((resolve) => s.once('close', () => resolve())))));
+      return c;
+    }));
     for (const s of batch) {
       s.on('error', () => {});
-      closed.push(once(s, 'close'));
       socks.push(s);
     }
   }
