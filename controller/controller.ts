@@ -81,6 +81,8 @@ export class LocalController implements ControllerApi {
   /** spec.docker.checkForNewImages state (see #checkForNewImages). */
   #images: ImageTracker;
   #share = new Map<string, { share: number; requests: number; errors: number }>();
+  /** Unix time (ms) of the last stats line in which a version's request count grew (SESSION completion). */
+  #activeAt = new Map<string, number>();
   /** name -> Unix time (ms) when it left the table because its resource was deleted. */
   #draining = new Map<string, number>();
   #revision = 0;
@@ -445,7 +447,15 @@ export class LocalController implements ControllerApi {
       const pos = positions.get(name);
       if (pos) {
         const v = pos.app.versions[pos.index]!;
-        const share = this.#share.get(name)?.share;
+        let share = this.#share.get(name)?.share;
+        // SESSION sends every new client to the newest version at once, but clients holding an older
+        // version's cookie stay there: the transition is complete only once no older version has answered
+        // a request for a whole session timeout (their cookies have expired).
+        if (pos.index === 0 && v.transition.mode === 'SESSION' && share !== undefined && share >= 1 && !rec.promoted) {
+          const quietSince = now - v.transition.sessionTimeoutSeconds * 1000;
+          const open = pos.app.versions.slice(1).some((o) => o.state === 'serving' && (this.#activeAt.get(o.id) ?? now) > quietSince);
+          if (open) share = 0.999; // shown as "100% of new traffic", still Transitioning
+        }
         if (pos.index === 0 && (share ?? 0) >= 1 && v.transition.mode === 'GRADUAL' && !rec.promoted) {
           // A finished GRADUAL transition is recorded, so a restarted sidecar (whose per-request
           // threshold starts from 0 again) does not send clients back to the previous version.
@@ -519,6 +529,7 @@ export class LocalController implements ControllerApi {
       if (!terminal) this.state.delete(name);
       else rec.timestamps.removed = new Date(now).toISOString();
       this.#share.delete(name);
+      this.#activeAt.delete(name);
       this.#log.info({ name }, 'AppVersion removed');
     }
   }
@@ -583,7 +594,11 @@ export class LocalController implements ControllerApi {
       const rec = this.state.get(v.versionId);
       return rec !== undefined && rec.timestamps.removed === undefined;
     });
-    for (const v of live) this.#share.set(v.versionId, { share: v.trafficShare, requests: v.requests, errors: v.errors });
+    for (const v of live) {
+      const before = this.#share.get(v.versionId);
+      if (!before || v.requests > before.requests) this.#activeAt.set(v.versionId, m.at);
+      this.#share.set(v.versionId, { share: v.trafficShare, requests: v.requests, errors: v.errors });
+    }
     this.#metrics.observeStats(live.length === m.versions.length ? m : { ...m, versions: live });
     this.#observeRisk();
   }

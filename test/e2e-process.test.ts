@@ -103,6 +103,12 @@ test('process runtime: SESSION keeps a client on its version until idle, GRADUAL
   for (let i = 0; i < 10; i++) assert.equal((await bob.get()).body, 'v2');
   alice.cookies.clear(); // idle past sessionTimeout: the cookie expired in the browser
   assert.equal((await alice.get()).body, 'v2');
+  // v1 answered within the last sessionTimeout, so sessions may still be open on it: v2 is not Promoted,
+  // even after the sidecar has reported (every second) that it takes all new clients.
+  const v2Status = () => h.controller.status().apps[0].versions.find((v) => v.name === 'web-v2')!;
+  await waitFor('stats for v2', () => v2Status().requests > 0);
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.equal(v2Status().phase, 'Serving', 'SESSION: v1 still has sessions, so v2 is not promoted yet');
 
   // GRADUAL, 25 points per request: a fresh client lands on v3 once the threshold passes its bucket,
   // then stays there.
