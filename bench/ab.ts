@@ -5,7 +5,7 @@
 // dist/sidecar/main.js for that side (default: this build's), e.g. a checkout of the base commit
 // built into /tmp/ab-base: `--main-a /tmp/ab-base/dist/sidecar/main.js - -- -`. --cpu-prof DIR
 // writes each sidecar's V8 CPU profile to DIR/A and DIR/B (summarise: dist/bench/profile.js). Interleaves A and B for N rounds, prints each run
-// and the medians of req/s and sidecar CPU µs per request. The machine is shared and noisy: CPU per
+// and the medians of req/s, sidecar CPU µs per request and wrk's p50/p99/p99.9. The machine is shared and noisy: CPU per
 // request, summed over user and sys, moves much less from run to run than req/s does.
 
 import fs from 'node:fs';
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
       await ctl.waitForAck(1);
       peers.push(p);
     }
-    const res: Array<{ rps: number[]; cpu: number[] }> = peers.map(() => ({ rps: [], cpu: [] }));
+    const res: Array<{ rps: number[]; cpu: number[]; p50: number[]; p99: number[]; p999: number[] }> = peers.map(() => ({ rps: [], cpu: [], p50: [], p99: [], p999: [] }));
     for (const p of peers) await runWrk({ url: p.url, connections: o.connections, threads: 1, durationSeconds: 2 });
     for (let r = 0; r < o.rounds; r++) {
       for (let k = 0; k < peers.length; k++) {
@@ -77,10 +77,14 @@ async function main(): Promise<void> {
         const cpu = (after.user - before.user + after.sys - before.sys) * 1e6 / Math.max(1, w.requests);
         res[i]!.rps.push(w.requestsPerSec);
         res[i]!.cpu.push(cpu);
-        console.log(`round ${r + 1} ${'AB'[i]}: ${Math.round(w.requestsPerSec)} req/s, ${cpu.toFixed(1)} µs CPU/req${w.errors ? `, ${w.errors} errors` : ''}`);
+        res[i]!.p50.push(w.p50Us);
+        res[i]!.p99.push(w.p99Us);
+        res[i]!.p999.push(w.p999Us);
+        console.log(`round ${r + 1} ${'AB'[i]}: ${Math.round(w.requestsPerSec)} req/s, ${cpu.toFixed(1)} µs CPU/req, p50 ${Math.round(w.p50Us)} µs, p99 ${Math.round(w.p99Us)} µs, p99.9 ${Math.round(w.p999Us)} µs${w.errors ? `, ${w.errors} errors` : ''}`);
       }
     }
-    for (const [i, x] of res.entries()) console.log(`${'AB'[i]} ${o.mains[i] === SIDECAR_MAIN ? '' : o.mains[i] + ' '}${JSON.stringify(o.envs[i])}: median ${Math.round(median(x.rps))} req/s, ${median(x.cpu).toFixed(1)} µs CPU/req`);
+    for (const [i, x] of res.entries()) console.log(`${'AB'[i]} ${o.mains[i] === SIDECAR_MAIN ? '' : o.mains[i] + ' '}${JSON.stringify(o.envs[i])}: median ${Math.round(median(x.rps))} req/s, ${median(x.cpu).toFixed(1)} µs CPU/req, p50 ${Math.round(median(x.p50))} µs, p99 ${Math.round(median(x.p99))} µs, p99.9 ${Math.round(median(x.p999))} µs`);
+    console.log(`load average at the end: ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
   } finally {
     await stopAll();
     for (const c of ctls) await c.close();

@@ -318,7 +318,7 @@ function workersTable(rows: Row[]): string {
   for (const r of rows) {
     const proxy = r.cpuUserUs + r.cpuSysUs;
     const all = proxy + r.backendCpuUs + r.wrkCpuUs;
-    const n = /(\d+) (?:workers?|processes)/.exec(r.label)?.[1];
+    const n = r.label.startsWith('direct') ? undefined : /(\d+) (?:workers?|process(?:es)?)/.exec(r.label)?.[1];
     const alone = n !== undefined && proxy > 0 ? fmtRps(Number(n) * 1e6 / proxy) : '—';
     out.push(`| ${r.label} | ${fmtRps(r.rps)} | ${fmtLat(r.p50Us)} | ${fmtLat(r.p99Us)} | ${Math.round(proxy)} µs | ${Math.round(r.backendCpuUs)} µs | ${Math.round(r.wrkCpuUs)} µs | ${Math.round(all)} µs | ${(all * r.rps / 1e6).toFixed(2)} | ${alone} | ${r.errors} |`);
   }
@@ -582,13 +582,13 @@ async function main(): Promise<void> {
         }
       }
       if (has('c5000')) {
-        const rows = await measure('5000 conns', [direct, moltT, nginxT, pipeT], { connections: 5000, threads: 1, duration: Math.max(5, o.duration), warmup: 3, sampleRss: true, timeoutSeconds: 10 }, o);
+        const rows = await measure('5000 conns', [direct, moltT, nginxT, pipeT], { connections: 5000, threads: 1, duration: Math.max(8, o.duration), warmup: 3, sampleRss: true, timeoutSeconds: 10 }, o);
         const m = rowOf(rows, moltT);
         const n = rowOf(rows, nginxT);
         summary.push(`| 5,000 keep-alive connections | p50 / p99 | ${fmtLat(m.p50Us)} / ${fmtLat(m.p99Us)} | ${fmtLat(n.p50Us)} / ${fmtLat(n.p99Us)} | p99 ${ratio(m.p99Us, n.p99Us)}, req/s ${ratio(m.rps, n.rps)} |`);
         summary.push(`| 5,000 keep-alive connections | peak RSS | ${fmtKiB(m.rssPeakKiB)} | ${fmtKiB(n.rssPeakKiB)} | ${ratio(m.rssPeakKiB, n.rssPeakKiB)} |`);
         md.push(
-          `## 5,000 concurrent keep-alive connections (wrk -t1 -c5000, ${Math.max(5, o.duration)} s runs after a 3 s warm-up)`,
+          `## 5,000 concurrent keep-alive connections (wrk -t1 -c5000, ${Math.max(8, o.duration)} s runs after a 3 s warm-up)`,
           '',
           'wrk opens its 5,000 connections at once at the start of every run, so connection setup is part of each run: the proxies listen with their default backlog (nginx 511, Node 511; the backend nginx 4096), the kernel drops connection attempts from a full listen queue (last column, TcpExt ListenOverflows during the run, all sockets) and the client retries after 1 s, 3 s… — that, not request processing, is most of the p99 here. wrk\'s request timeout is 10 s in this section. Every process starts with its soft `ulimit -n` raised to 20,000 (wrk too); nginx has `worker_connections 16384`, `worker_rlimit_nofile 20000`. RSS: resident memory of the target\'s process tree (nginx: master + worker; direct: the backend), sampled every 250 ms during each run; "before" is at rest before the warm-up. molt keeps at most 128 idle upstream connections per endpoint, nginx 256 (`keepalive 256`): beyond that both close upstream connections after use.',
           '',

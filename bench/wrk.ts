@@ -85,7 +85,7 @@ export function parseWrkOutput(out: string): WrkResult {
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   if (sock) errors += Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]);
   const extra = /^MOLT p999=(\d+) bytes=(\d+) duration=(\d+)/m.exec(out);
-  const times = /^(\d+m[\d.]+s) (\d+m[\d.]+s)\n(\d+m[\d.]+s) (\d+m[\d.]+s)\s*$/.exec(out);
+  const times = /(\d+m[\d.]+s) (\d+m[\d.]+s)\n(\d+m[\d.]+s) (\d+m[\d.]+s)\s*$/.exec(out);
   const p99Us = parseDuration(p99[1]);
   return {
     requestsPerSec: Number(rps[1]),
