@@ -12,9 +12,9 @@
 // (Content-Length and chunked), responses relayed with their framing, a keep-alive upstream pool
 // per endpoint (128 idle), 400/502/503 answers. What it leaves out (so its numbers are an upper
 // bound for a full port): failover/retries, CONCURRENT duplication, buffering small responses for
-// failover, timeouts, Upgrade, 1xx, recording, read backpressure (Bun sockets have no pause():
-// a slow reader makes the write queue grow), stats over the control socket beyond what
-// ControlClient does by itself.
+// failover, timeouts, Upgrade, 1xx, recording, read backpressure (Bun 1.4 sockets have
+// pause()/resume(), the spike does not use them: a slow reader makes the write queue grow), stats
+// over the control socket beyond what ControlClient does by itself.
 
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, BodyScanner, ERROR, HeadScanner, NEED_MORE, type BodyKind } from '../../sidecar/framing.js';
 import { CONN_CLOSE, CONN_KEEP_ALIVE, requestHead, responseHead } from '../../sidecar/head-writer.js';
