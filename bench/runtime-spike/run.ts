@@ -1,5 +1,5 @@
 // The runtime question with numbers (issue 14 item 3), one interleaved run:
-//   node dist/bench/runtime-spike/run.js [--rounds N] [--duration S]
+//   node dist/bench/runtime-spike/run.js [--rounds N] [--duration S] [--small-only]
 // Targets, each in front of the same backend nginx (1 worker): nginx proxy (1 worker), molt's
 // sidecar on Node, the same sidecar (dist/sidecar/main.js, unchanged) on Bun — its Node-internals
 // fast paths fall back by themselves there —, the Bun spike (bench/runtime-spike/sidecar-bun.ts:
@@ -37,8 +37,10 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   let rounds = 5;
   let duration = 4;
+  let smallOnly = false;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--rounds') rounds = Number(argv[++i]);
+    if (argv[i] === '--small-only') smallOnly = true;
+    else if (argv[i] === '--rounds') rounds = Number(argv[++i]);
     else if (argv[i] === '--duration') duration = Number(argv[++i]);
     else throw new Error(`unknown argument ${argv[i]}`);
   }
@@ -85,7 +87,7 @@ async function main(): Promise<void> {
       { name: 'one connection, wrk -t1 -c1', c: 1, path: '/' },
       { name: '64 KiB responses, wrk -t1 -c16', c: 16, path: '/64k' },
     ];
-    for (const l of loads) {
+    for (const l of smallOnly ? loads.slice(0, 1) : loads) {
       const res = new Map<string, Array<WrkResult & { cpu: number; bps: number }>>(targets.map((t) => [t.label, []]));
       for (const t of targets) await runWrk({ url: t.peer.url.replace(/\/$/, l.path), connections: l.c, threads: 1, durationSeconds: 1 });
       for (let r = 0; r < rounds; r++) {
