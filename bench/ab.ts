@@ -3,9 +3,10 @@
 // ENV_x is a space-separated list of NAME=VALUE pairs for that sidecar's environment (or "-" for
 // none), e.g. `MOLT_SOCKET_WRITER=stream -- -`. --main-a/--main-b run another build's
 // dist/sidecar/main.js for that side (default: this build's), e.g. a checkout of the base commit
-// built into /tmp/ab-base: `--main-a /tmp/ab-base/dist/sidecar/main.js - -- -`. --cpu-prof DIR
+// built into /tmp/ab-base: `--main-a /tmp/ab-base/dist/sidecar/main.js - -- -`. --node-a/--node-b
+// "FLAGS" give that side's node extra flags (GC settings), e.g. `--node-b "--single-threaded-gc" - -- -`. --cpu-prof DIR
 // writes each sidecar's V8 CPU profile to DIR/A and DIR/B (summarise: dist/bench/profile.js). Interleaves A and B for N rounds, prints each run
-// and the medians of req/s and sidecar CPU µs per request. The machine is shared and noisy: CPU per
+// and the medians of req/s, sidecar CPU µs per request and wrk's p50/p99/p99.9. The machine is shared and noisy: CPU per
 // request, summed over user and sys, moves much less from run to run than req/s does.
 
 import fs from 'node:fs';
@@ -17,16 +18,19 @@ import { runWrk } from './wrk.js';
 
 const SIDECAR_MAIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'sidecar', 'main.js');
 
-function parse(argv: string[]): { rounds: number; duration: number; connections: number; mains: string[]; profDir: string | null; envs: Array<Record<string, string>> } {
+function parse(argv: string[]): { rounds: number; duration: number; connections: number; mains: string[]; nodeArgs: string[][]; profDir: string | null; envs: Array<Record<string, string>> } {
   let rounds = 6;
   let duration = 3;
   let connections = 64;
   const mains = [SIDECAR_MAIN, SIDECAR_MAIN];
+  const nodeArgs: string[][] = [[], []];
   let profDir: string | null = null;
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--main-a') mains[0] = path.resolve(argv[++i]!);
     else if (argv[i] === '--main-b') mains[1] = path.resolve(argv[++i]!);
+    else if (argv[i] === '--node-a') nodeArgs[0] = argv[++i]!.split(' ').filter(Boolean);
+    else if (argv[i] === '--node-b') nodeArgs[1] = argv[++i]!.split(' ').filter(Boolean);
     else if (argv[i] === '--cpu-prof') profDir = path.resolve(argv[++i]!);
     else if (argv[i] === '--rounds') rounds = Number(argv[++i]);
     else if (argv[i] === '--duration') duration = Number(argv[++i]);
@@ -37,7 +41,7 @@ function parse(argv: string[]): { rounds: number; duration: number; connections:
   if (sep < 0) throw new Error('usage: node dist/bench/ab.js [--rounds N] [--duration S] [--connections C] [--main-a PATH] [--main-b PATH] ENV_A... -- ENV_B...');
   for (const m of mains) if (!fs.existsSync(m)) throw new Error(`no sidecar build at ${m}`);
   const env = (xs: string[]) => Object.fromEntries(xs.filter((x) => x !== '-').map((x) => { const i = x.indexOf('='); return [x.slice(0, i), x.slice(i + 1)]; }));
-  return { rounds, duration, connections, mains, profDir, envs: [env(rest.slice(0, sep)), env(rest.slice(sep + 1))] };
+  return { rounds, duration, connections, mains, nodeArgs, profDir, envs: [env(rest.slice(0, sep)), env(rest.slice(sep + 1))] };
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -60,12 +64,12 @@ async function main(): Promise<void> {
       const port = await freePort();
       fs.mkdirSync(path.join(root, `s${i}`));
       const p = new Peer(`sidecar-${'AB'[i]}`, port, path.join(root, `s${i}`, 'log'), process.execPath,
-        [...(o.profDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${path.join(o.profDir, 'AB'[i]!)}`] : []), o.mains[i]!, '--listen', `127.0.0.1:${port}`, '--control', sock, '--log-level', 'warn'], env);
+        [...o.nodeArgs[i]!, ...(o.profDir !== null ? ['--cpu-prof', `--cpu-prof-dir=${path.join(o.profDir, 'AB'[i]!)}`] : []), o.mains[i]!, '--listen', `127.0.0.1:${port}`, '--control', sock, '--log-level', 'warn'], env);
       await p.waitReady();
       await ctl.waitForAck(1);
       peers.push(p);
     }
-    const res: Array<{ rps: number[]; cpu: number[] }> = peers.map(() => ({ rps: [], cpu: [] }));
+    const res: Array<{ rps: number[]; cpu: number[]; p50: number[]; p99: number[]; p999: number[] }> = peers.map(() => ({ rps: [], cpu: [], p50: [], p99: [], p999: [] }));
     for (const p of peers) await runWrk({ url: p.url, connections: o.connections, threads: 1, durationSeconds: 2 });
     for (let r = 0; r < o.rounds; r++) {
       for (let k = 0; k < peers.length; k++) {
@@ -77,10 +81,14 @@ async function main(): Promise<void> {
         const cpu = (after.user - before.user + after.sys - before.sys) * 1e6 / Math.max(1, w.requests);
         res[i]!.rps.push(w.requestsPerSec);
         res[i]!.cpu.push(cpu);
-        console.log(`round ${r + 1} ${'AB'[i]}: ${Math.round(w.requestsPerSec)} req/s, ${cpu.toFixed(1)} µs CPU/req${w.errors ? `, ${w.errors} errors` : ''}`);
+        res[i]!.p50.push(w.p50Us);
+        res[i]!.p99.push(w.p99Us);
+        res[i]!.p999.push(w.p999Us);
+        console.log(`round ${r + 1} ${'AB'[i]}: ${Math.round(w.requestsPerSec)} req/s, ${cpu.toFixed(1)} µs CPU/req, p50 ${Math.round(w.p50Us)} µs, p99 ${Math.round(w.p99Us)} µs, p99.9 ${Math.round(w.p999Us)} µs${w.errors ? `, ${w.errors} errors` : ''}`);
       }
     }
-    for (const [i, x] of res.entries()) console.log(`${'AB'[i]} ${o.mains[i] === SIDECAR_MAIN ? '' : o.mains[i] + ' '}${JSON.stringify(o.envs[i])}: median ${Math.round(median(x.rps))} req/s, ${median(x.cpu).toFixed(1)} µs CPU/req`);
+    for (const [i, x] of res.entries()) console.log(`${'AB'[i]} ${o.mains[i] === SIDECAR_MAIN ? '' : o.mains[i] + ' '}${JSON.stringify(o.envs[i])}${o.nodeArgs[i]!.length ? ' node ' + o.nodeArgs[i]!.join(' ') : ''}: median ${Math.round(median(x.rps))} req/s, ${median(x.cpu).toFixed(1)} µs CPU/req, p50 ${Math.round(median(x.p50))} µs, p99 ${Math.round(median(x.p99))} µs, p99.9 ${Math.round(median(x.p999))} µs`);
+    console.log(`load average at the end: ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
   } finally {
     await stopAll();
     for (const c of ctls) await c.close();

@@ -10,11 +10,25 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RAISE_NOFILE } from './wrk.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
 export const SIDECAR_MAIN = path.resolve(HERE, '..', 'sidecar', 'main.js');
 const HTTP_PROXY_SERVER = path.resolve(HERE, 'http-proxy-server.js');
 const RAW_PIPE_SERVER = path.resolve(HERE, 'raw-pipe-server.js');
+const SHADOW_CONTROLLER = path.resolve(HERE, 'shadow-controller.js');
+
+/** Is `cmd` on PATH? */
+export function hasCommand(cmd: string): boolean {
+  return (process.env.PATH ?? '').split(path.delimiter).some((d) => {
+    try {
+      fs.accessSync(path.join(d, cmd), fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
 
 export class PeerError extends Error {
   readonly code = 'MOLT_ERR_BENCH_PEER';
@@ -49,7 +63,8 @@ export class Peer {
     this.port = port;
     this.logFile = logFile;
     const fd = fs.openSync(logFile, 'a');
-    this.child = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+    // Through sh to raise the soft fd limit first (5,000-connection runs); exec keeps the pid.
+    this.child = spawn('sh', ['-c', `${RAISE_NOFILE}; exec "$@"`, cmd, cmd, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
     fs.closeSync(fd);
     this.#exited = once(this.child, 'exit').then(() => undefined, () => undefined);
     this.child.on('error', () => {}); // surfaced by waitReady (the port never answers)
@@ -109,12 +124,8 @@ function readStat(pid: number): { ppid: number; utime: number; stime: number } |
   }
 }
 
-/**
- * CPU time used so far by `pid` and its live descendants (nginx/molt workers), from /proc
- * (Linux only; zeros elsewhere). Resolution 10 ms: enough over a multi-second wrk run.
- */
-export function cpuTimes(pid: number | undefined): CpuTimes {
-  if (pid === undefined || process.platform !== 'linux') return { user: 0, sys: 0 };
+/** `pid` and its live descendants (nginx/molt workers, up to 4 levels), from /proc. */
+function treeStats(pid: number): Array<{ pid: number; utime: number; stime: number }> {
   const parent = new Map<number, number>();
   const stats = new Map<number, { utime: number; stime: number }>();
   for (const name of fs.readdirSync('/proc')) {
@@ -125,20 +136,65 @@ export function cpuTimes(pid: number | undefined): CpuTimes {
     parent.set(p, st.ppid);
     stats.set(p, st);
   }
-  let user = 0;
-  let sys = 0;
+  const out: Array<{ pid: number; utime: number; stime: number }> = [];
   for (const [p, st] of stats) {
     let q: number | undefined = p;
     for (let depth = 0; q !== undefined && q > 1 && depth < 4; depth++) {
       if (q === pid) {
-        user += st.utime;
-        sys += st.stime;
+        out.push({ pid: p, ...st });
         break;
       }
       q = parent.get(q);
     }
   }
+  return out;
+}
+
+/**
+ * CPU time used so far by `pid` and its live descendants (nginx/molt workers), from /proc
+ * (Linux only; zeros elsewhere). Resolution 10 ms: enough over a multi-second wrk run.
+ */
+export function cpuTimes(pid: number | undefined): CpuTimes {
+  if (pid === undefined || process.platform !== 'linux') return { user: 0, sys: 0 };
+  let user = 0;
+  let sys = 0;
+  for (const st of treeStats(pid)) {
+    user += st.utime;
+    sys += st.stime;
+  }
   return { user: user / CLK_TCK, sys: sys / CLK_TCK };
+}
+
+/** The kernel's count of connections dropped because a listen queue was full (TcpExt ListenOverflows, all sockets). */
+export function listenOverflows(): number {
+  try {
+    const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      if (!lines[i].startsWith('TcpExt:')) continue;
+      const names = lines[i].split(' ');
+      const values = lines[i + 1].split(' ');
+      const k = names.indexOf('ListenOverflows');
+      return k >= 0 ? Number(values[k]) : 0;
+    }
+  } catch {
+    // not Linux
+  }
+  return 0;
+}
+
+/** Resident memory (VmRSS) of `pid` and its live descendants, in KiB (0 if unknown). */
+export function rssKiB(pid: number | undefined): number {
+  if (pid === undefined || process.platform !== 'linux') return 0;
+  let kb = 0;
+  for (const st of treeStats(pid)) {
+    try {
+      const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${st.pid}/status`, 'utf8'));
+      if (m) kb += Number(m[1]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return kb;
 }
 
 function probe(port: number): Promise<number | null> {
@@ -168,8 +224,8 @@ function nginxMain(dir: string, workers: number, http: string): string {
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 daemon off;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; }
+worker_rlimit_nofile 20000;
+events { worker_connections 16384; }
 http {
   access_log off;
   client_body_temp_path ${dir}/client_body;
@@ -179,6 +235,8 @@ http {
   scgi_temp_path ${dir}/scgi;
   keepalive_requests 10000000;
   keepalive_timeout 65s;
+  client_max_body_size 8m;
+  client_body_buffer_size 2m;
 ${http}
 }
 `;
@@ -197,13 +255,27 @@ function startNginx(name: string, root: string, port: number, workers: number, h
  * port (ports[0] = "v1", ports[1] = "v2" when given). Each peer proxy and molt sit in front of it.
  */
 export function startNginxBackend(root: string, name: string, ports: number[], workers = 1): Peer {
+  const files = path.join(root, `${name}-files`);
+  fs.mkdirSync(files, { recursive: true });
+  for (const [f, n] of Object.entries(BODY_FILES)) {
+    const file = path.join(files, f);
+    if (!fs.existsSync(file)) fs.writeFileSync(file, Buffer.alloc(n, 'molt'));
+  }
+  fs.chmodSync(files, 0o755);
   const servers = ports.map((p, i) => `  server {
-    listen 127.0.0.1:${p} reuseport;
+    listen 127.0.0.1:${p} reuseport backlog=4096;
     default_type text/plain;
+    sendfile on;
     location / { return 200 "hello from molt bench backend v${i + 1}\\n"; }
+    location = /64k { default_type application/octet-stream; alias ${files}/64k; }
+    location = /1m { default_type application/octet-stream; alias ${files}/1m; }
+    location = /upload { return 200 "uploaded to molt bench backend v${i + 1}\\n"; }
   }`).join('\n');
   return startNginx(name, root, ports[0], workers, servers);
 }
+
+/** Static response bodies the backend serves, by path: GET /64k, GET /1m. */
+export const BODY_FILES: Record<string, number> = { '64k': 64 * 1024, '1m': 1024 * 1024 };
 
 export type NginxProxyMode = 'plain' | 'split' | 'mirror';
 
@@ -313,6 +385,10 @@ export interface SidecarStart {
   workers: number;
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir', DIR]. */
   nodeArgs?: string[];
+  /** Extra environment, e.g. { MOLT_RECORDING: 'off' }. */
+  env?: NodeJS.ProcessEnv;
+  /** Another build's dist/sidecar/main.js (default: this build's). */
+  main?: string;
 }
 
 /** Node's floor: a raw net pipe, one upstream connection per client connection, no parsing. */
@@ -327,10 +403,22 @@ export function startSidecar(root: string, name: string, o: SidecarStart): Peer 
   fs.mkdirSync(dir, { recursive: true });
   return new Peer(name, o.port, path.join(dir, 'stderr.log'), process.execPath, [
     ...(o.nodeArgs ?? []),
-    SIDECAR_MAIN,
+    o.main ?? SIDECAR_MAIN,
     '--listen', `127.0.0.1:${o.port}`,
     '--control', o.controlSocket,
     '--workers', String(o.workers),
     '--log-level', 'warn',
-  ]);
+  ], o.env);
+}
+
+/**
+ * A stand-in for `molt up` during a preflight (bench/shadow-controller.ts): it serves the control
+ * socket (routes: INSTANT to `serving`) and runs the controller's own PreflightRun with
+ * `shadow.percent` 100 against `candidate`, so shadow copies leave from this process as they leave
+ * from the controller's. Its `port` is unused (0). Counters are written to `statusFile`.
+ */
+export function startShadowController(root: string, name: string, socket: string, serving: number, candidate: number, statusFile: string): Peer {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  return new Peer(name, 0, path.join(dir, 'stderr.log'), process.execPath, [SHADOW_CONTROLLER, socket, String(serving), String(candidate), statusFile]);
 }
