@@ -119,7 +119,7 @@ function writeBlock(doc: string, begin: string, end: string, md: string, ran: st
   const b = doc.indexOf(end);
   let stamp = `Generated ${new Date().toISOString()} on Node ${process.version}, ${count} scenario(s).`;
   let body = md;
-  if (partial && a >= 0 && b > a) {
+  if (partial && a >= 0 && b > a && /Generated \S+?Z/.test(doc.slice(a, b))) {
     // Only some ids were run: keep the other rows of the table as they were, replace or append these.
     const merged = mergeRows(doc.slice(a, b), md);
     const previous = /Generated (\S+?Z)/.exec(doc.slice(a, b))?.[1] ?? '?';
