@@ -8,7 +8,8 @@
 //  (b) Chromium records a HAR itself (recordHar) while browsing the app through molt; `molt traffic
 //      replay` sends it to v2 and compares with v1: a v2 that changes one JSON field is reported as one
 //      mismatch at that field (exit 1); v1 against v1 passes (exit 0); against the recorded answers
-//      only the per-answer nonce differs (gzip bodies compare as the decoded bodies the HAR holds).
+//      only the per-answer nonce differs (gzip bodies compare as the decoded bodies the HAR holds), also
+//      for a HAR recorded with `content: 'attach'` (bodies in files next to it).
 // No request leaves 127.0.0.1. Under CI=true a missing chromium fails the tests instead of skipping them.
 
 import assert from 'node:assert/strict';
@@ -17,8 +18,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
+import zlib from 'node:zlib';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { decodeContent, fromHar, toHar, type RecordedExchange } from '../common/har.js';
 import type { VersionStatus } from '../controller/controller-api.js';
+import { readHarFile } from '../controller/traffic.js';
 import { runUp, type UpHandle } from '../controller/up.js';
 import { appVersionYaml, FIXTURES, freePort, tempDir, waitFor } from './helpers/molt.js';
 
@@ -190,6 +194,15 @@ test('HAR recorded by Chromium (recordHar) replays through `molt traffic replay`
   const gets = har.log.entries.filter((e) => e.request.method === 'GET').length;
   t.diagnostic(`Chromium recorded ${har.log.entries.length} entries (${gets} GET): ${har.log.entries.map((e) => `${e.request.method} ${new URL(e.request.url).pathname} ${e.response.status}`).join(', ')}`);
   assert.ok(gets >= 5, 'page, stylesheet, script, two JSON answers');
+  // playwright's `content: 'attach'` keeps the bodies in files next to the HAR (`_file`).
+  const attachDir = path.join(m.root, 'attach');
+  fs.mkdirSync(attachDir);
+  const attachFile = path.join(attachDir, 'attach.har');
+  const rec2 = await browser.newContext({ recordHar: { path: attachFile, content: 'attach' } });
+  await loadShop(await rec2.newPage(), url);
+  await rec2.close();
+  const attachHar = JSON.parse(fs.readFileSync(attachFile, 'utf8')) as { log: { entries: Array<{ response: { content: { _file?: string; text?: string } } }> } };
+  assert.ok(attachHar.log.entries.some((e) => e.response.content._file && e.response.content.text === undefined), 'bodies are in files, not in the HAR');
 
   // ---- v2 changes one JSON field; it holds at 10 % next to v1 so that both run
   m.write('shop-v2', appVersionYaml({
@@ -200,7 +213,7 @@ test('HAR recorded by Chromium (recordHar) replays through `molt traffic replay`
 
   // Readable output and exit code: v2 against v1 fails with the one field.
   const bad = await cli(['traffic', 'replay', harFile, '--app', 'shop', '--to', '2.0.0', '--compare-with', '1.0.0', '--admin', m.admin]);
-  t.diagnostic(`v2 vs v1 (exit ${bad.code}):\n${bad.stdout}${bad.stderr}`);
+  t.diagnostic(`v2 vs v1 (exit ${bad.code}): ${(bad.stdout + bad.stderr).trim().split('\n').join(' | ')}`);
   assert.equal(bad.code, 1, 'a mismatch fails the replay');
   assert.match(bad.stdout, /^shop 2\.0\.0 vs 1\.0\.0: Fail \(PreflightMismatch\)/m);
   assert.match(bad.stdout, /compared \d+, mismatched 2, errors 0/);
@@ -219,7 +232,7 @@ test('HAR recorded by Chromium (recordHar) replays through `molt traffic replay`
 
   // v1 against v1: the same HAR passes (exit 0).
   const same = await cli(['traffic', 'replay', harFile, '--app', 'shop', '--to', '1.0.0', '--compare-with', '1.0.0', '--admin', m.admin]);
-  t.diagnostic(`v1 vs v1 (exit ${same.code}):\n${same.stdout}`);
+  t.diagnostic(`v1 vs v1 (exit ${same.code}): ${same.stdout.trim().split('\n').join(' | ')}`);
   assert.equal(same.code, 0, same.stdout + same.stderr);
   assert.match(same.stdout, new RegExp(`compared ${gets}, mismatched 0, errors 0`));
 
@@ -230,4 +243,86 @@ test('HAR recorded by Chromium (recordHar) replays through `molt traffic replay`
   t.diagnostic(`v1 vs the recorded answers: ${rr.verdict}, compared ${rr.preflight.compared}, mismatched ${rr.preflight.mismatched}: ${JSON.stringify(rr.preflight.topMismatches.map((x) => [x.path, x.count]))}`);
   assert.equal(rr.preflight.compared, gets);
   assert.deepEqual(rr.preflight.topMismatches.map((x) => x.path), ['$.stamp'], 'assets and HTML match the recorded (decoded) bodies');
+
+  // The attach-mode HAR: its recorded bodies are read from the files next to it (unread, they would
+  // count as not saved and nothing would be compared but the status): again only the nonce differs.
+  const attached = await cli(['traffic', 'replay', attachFile, '--app', 'shop', '--to', '1.0.0', '--admin', m.admin, '--json']);
+  const ra = JSON.parse(attached.stdout) as typeof r;
+  t.diagnostic(`v1 vs the answers recorded with content: 'attach': ${ra.verdict}, compared ${ra.preflight.compared}: ${JSON.stringify(ra.preflight.topMismatches.map((x) => [x.path, x.count]))}`);
+  assert.equal(ra.preflight.compared, attachHar.log.entries.length);
+  assert.deepEqual(ra.preflight.topMismatches.map((x) => [x.path, x.count]), [['$.stamp', 1]]);
+});
+
+// ---- the same HAR handling without a browser (always runs): what playwright writes, what molt writes
+
+test('HAR bodies: molt exports decoded content (gzip, br, deflate); undecodable ones stay encoded and are decoded on import', () => {
+  const json = Buffer.from(JSON.stringify({ items: [{ id: 2, price: 3.2 }] }));
+  const ex = (coding: string, body: Buffer, truncated = false): RecordedExchange => ({
+    startedAt: Date.parse('2026-12-01T10:00:00Z'),
+    request: { method: 'GET', target: '/api/items', httpVersion: '1.1', headers: [['Host', '127.0.0.1:8080']], body: Buffer.alloc(0), bodyTruncated: false },
+    response: { status: 200, httpVersion: '1.1', headers: [['Content-Type', 'application/json'], ['Content-Encoding', coding]], body, bodyTruncated: truncated },
+    timings: { waitMs: 1, receiveMs: 0 },
+  });
+  const cases: Array<[string, Buffer]> = [['gzip', zlib.gzipSync(json)], ['br', zlib.brotliCompressSync(json)], ['deflate', zlib.deflateSync(json)], ['deflate', zlib.deflateRawSync(json)]];
+  for (const [coding, wire] of cases) {
+    const har = toHar([ex(coding, wire)], { host: 'x' });
+    const c = har.log.entries[0]!.response.content;
+    assert.equal(c.text, json.toString(), `${coding}: content.text is the decoded body`);
+    assert.equal(c.encoding, undefined);
+    assert.equal(c.size, json.length);
+    assert.equal(c.compression, json.length - wire.length);
+    assert.equal(har.log.entries[0]!.response.bodySize, wire.length, 'bodySize: bytes on the wire');
+    assert.equal(fromHar(JSON.parse(JSON.stringify(har)))[0]!.response!.body.toString(), json.toString());
+  }
+  // Cut at the capture limit: cannot be decoded, written as it travelled and never compared.
+  const cut = toHar([ex('gzip', zlib.gzipSync(json).subarray(0, 10), true)], { host: 'x' }).log.entries[0]!.response.content;
+  assert.equal(cut.encoding, 'base64');
+  assert.equal(cut._contentEncoded, true);
+  // Not decodable now (unknown coding), but complete: kept encoded; decoded on import when it can be.
+  const odd = toHar([ex('zstd', Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 1]))], { host: 'x' });
+  assert.equal(odd.log.entries[0]!.response.content._contentEncoded, true);
+  assert.equal(fromHar(JSON.parse(JSON.stringify(odd)))[0]!.response!.bodyTruncated, true, 'still encoded: not comparable, so never compared');
+  const later = toHar([ex('gzip', zlib.gzipSync(json))], { host: 'x' });
+  Object.assign(later.log.entries[0]!.response.content, { text: zlib.gzipSync(json).toString('base64'), encoding: 'base64', _contentEncoded: true });
+  assert.equal(fromHar(JSON.parse(JSON.stringify(later)))[0]!.response!.body.toString(), json.toString(), '_contentEncoded bodies are decoded on import');
+  assert.equal(decodeContent(Buffer.from('not gzip'), 'gzip'), undefined);
+  assert.equal(decodeContent(zlib.gzipSync(zlib.brotliCompressSync(json)), 'br, gzip')!.toString(), json.toString(), 'codings undone in reverse order');
+});
+
+test('HAR from playwright: status -1 is no response, `_` fields are ignored, `content._file` bodies are read next to the HAR', () => {
+  const dir = tempDir('molt-har-attach-');
+  fs.writeFileSync(path.join(dir, 'abc.json'), '{"price":3.2}');
+  fs.writeFileSync(path.join(dir, 'post.bin'), 'item=2');
+  const entry = (url: string, response: Record<string, unknown>, request: Record<string, unknown> = {}) => ({
+    startedDateTime: '2026-12-01T10:00:00.000Z', time: -1, _monotonicTime: 1, pageref: 'page@1', serverIPAddress: '127.0.0.1', _serverPort: 8080,
+    request: { method: 'GET', url, httpVersion: 'HTTP/1.1', cookies: [], headers: [{ name: 'Host', value: '127.0.0.1:8080' }, { name: 'Accept-Encoding', value: 'gzip, deflate, br, zstd' }], queryString: [], headersSize: -1, bodySize: 0, ...request },
+    response,
+    cache: {}, timings: { send: -1, wait: -1, receive: -1 },
+  });
+  const har = {
+    log: {
+      version: '1.2', creator: { name: 'Playwright', version: '1.65.1' }, browser: { name: 'chromium', version: '1' },
+      pages: [{ startedDateTime: '2026-12-01T10:00:00.000Z', id: 'page@1', title: 'x', pageTimings: { onContentLoad: -1, onLoad: -1 } }],
+      entries: [
+        entry('http://127.0.0.1:8080/aborted', { status: -1, statusText: '', httpVersion: 'HTTP/1.1', cookies: [], headers: [], content: { size: -1, mimeType: 'x-unknown' }, headersSize: -1, bodySize: -1, redirectURL: '', _transferSize: -1, _failureText: 'net::ERR_ABORTED' }),
+        entry('http://127.0.0.1:8080/api/items', { status: 200, statusText: 'OK', httpVersion: 'HTTP/1.1', cookies: [], headers: [{ name: 'content-type', value: 'application/json' }, { name: 'content-encoding', value: 'gzip' }], content: { size: 13, mimeType: 'application/json', compression: -7, _file: 'abc.json' }, headersSize: -1, bodySize: 20, redirectURL: '', _transferSize: 120 }),
+        entry('http://127.0.0.1:8080/api/cart', { status: 201, statusText: 'Created', httpVersion: 'HTTP/1.1', cookies: [], headers: [], content: { size: 0, mimeType: 'x-unknown' }, headersSize: -1, bodySize: 0, redirectURL: '' },
+          { method: 'POST', postData: { mimeType: 'application/x-www-form-urlencoded', _file: 'post.bin' }, bodySize: 6 }),
+      ],
+    },
+  };
+  const file = path.join(dir, 'attach.har');
+  fs.writeFileSync(file, JSON.stringify(har));
+  const got = readHarFile(file);
+  assert.equal(got.length, 3);
+  assert.equal(got[0]!.response, undefined, 'status -1: no response');
+  assert.equal(got[1]!.response!.body.toString(), '{"price":3.2}', 'content._file read from the HAR directory');
+  assert.equal(got[1]!.response!.bodyTruncated, false);
+  assert.equal(got[2]!.request.body.toString(), 'item=2', 'postData._file read too');
+  // Without the files (content omitted or moved): bodies not saved, never compared; a name escaping
+  // the HAR's directory is an error naming the field.
+  assert.equal(fromHar(har)[1]!.response!.bodyTruncated, true);
+  (har.log.entries[1]!.response.content as { _file: string })._file = '../../etc/passwd';
+  fs.writeFileSync(file, JSON.stringify(har));
+  assert.throws(() => readHarFile(file), (err: Error) => /log\.entries\[1\]\.response\.content\._file: "\.\.\/\.\.\/etc\/passwd" is outside the HAR's directory/.test(String(err)) && String(err).includes(file));
 });
