@@ -12,7 +12,20 @@
 // `encoding: "base64"` (response content, per the spec) or `_encoding: "base64"` (request postData,
 // which the spec gives no encoding; custom fields start with "_"). A body cut at the capture limit
 // carries `_truncated: true` and its full size where known.
+//
+// Content-Encoding: HAR's `content.text` is the *decoded* body (what browsers write, and what HAR
+// readers such as playwright's routeFromHAR serve), with the coding still named in the headers and
+// `content.compression` = bytes saved. The ingress records bytes as they travelled, so toHar decodes
+// gzip / deflate / br bodies; one it cannot decode (cut at the capture limit, corrupt, an unknown
+// coding, larger than MAX_DECODED_BYTES) is written as it travelled, base64, with
+// `_contentEncoded: true`, and fromHar decodes such a body back when it can.
+//
+// Reading HARs written by browsers (Chromium / playwright recordHar, Firefox, Chrome DevTools):
+// custom `_` fields are ignored; status 0 or -1 = no response; `content._file` (playwright's
+// `content: 'attach'`) is read through `FromHarOptions.loadFile`; `postData` may be absent, carry
+// only `params`, or its own `encoding`.
 
+import zlib from 'node:zlib';
 import { MoltError, MoltValidationErrors } from './errors.js';
 
 export type HeaderPairs = Array<[string, string]>;
@@ -158,6 +171,9 @@ export interface HarPostData {
   _truncated?: boolean;
 }
 
+/** Larger decoded bodies stay content-encoded in a HAR (a small gzip can expand enormously). */
+export const MAX_DECODED_BYTES = 16 * 1024 * 1024;
+
 export interface HarRequest {
   method: string;
   url: string;
@@ -177,6 +193,8 @@ export interface HarContent {
   text?: string;
   encoding?: string;
   _truncated?: boolean;
+  /** The text is still content-encoded (Content-Encoding header): it could not be decoded. */
+  _contentEncoded?: boolean;
 }
 
 export interface HarResponse {
@@ -289,16 +307,21 @@ function toEntry(ex: RecordedExchange, opts: ToHarOptions): HarEntry {
 }
 
 function toResponse(res: RecordedResponse): HarResponse {
-  const text = asText(res.body);
+  const coding = header(res.headers, 'content-encoding');
+  const decoded = coding && !res.bodyTruncated && res.body.length > 0 ? decodeContent(res.body, coding) : undefined;
+  const body = decoded ?? res.body;
+  const text = asText(body);
   const content: HarContent = {
-    size: res.bodyTruncated ? (res.bodySize ?? res.body.length) : res.body.length,
+    size: decoded ? decoded.length : res.bodyTruncated ? (res.bodySize ?? res.body.length) : res.body.length,
     mimeType: header(res.headers, 'content-type') ?? '',
   };
-  if (res.body.length > 0) {
-    content.text = text ?? res.body.toString('base64');
+  if (decoded) content.compression = decoded.length - res.body.length;
+  if (body.length > 0) {
+    content.text = text ?? body.toString('base64');
     if (text === undefined) content.encoding = 'base64';
   }
   if (res.bodyTruncated) content._truncated = true;
+  if (coding && !decoded && res.body.length > 0 && !/^\s*identity\s*$/i.test(coding)) content._contentEncoded = true;
   return {
     status: res.status,
     statusText: res.statusText ?? '',
@@ -310,6 +333,34 @@ function toResponse(res: RecordedResponse): HarResponse {
     headersSize: -1,
     bodySize: res.bodyTruncated ? (res.bodySize ?? -1) : res.body.length,
   };
+}
+
+/**
+ * The body with its Content-Encoding undone (codings applied in order, undone in reverse: "gzip, br"),
+ * or undefined when a coding is unknown, the data is corrupt or the result exceeds MAX_DECODED_BYTES.
+ */
+export function decodeContent(body: Buffer, contentEncoding: string): Buffer | undefined {
+  const codings = contentEncoding.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity');
+  if (codings.length === 0) return undefined;
+  let out = body;
+  try {
+    for (const c of codings.reverse()) {
+      const opts = { maxOutputLength: MAX_DECODED_BYTES };
+      if (c === 'gzip' || c === 'x-gzip') out = zlib.gunzipSync(out, opts);
+      else if (c === 'br') out = zlib.brotliDecompressSync(out, opts);
+      else if (c === 'deflate') {
+        // RFC 9110 "deflate" is zlib-wrapped; some servers send raw deflate.
+        try {
+          out = zlib.inflateSync(out, opts);
+        } catch {
+          out = zlib.inflateRawSync(out, opts);
+        }
+      } else return undefined;
+    }
+  } catch {
+    return undefined;
+  }
+  return out;
 }
 
 /** HAR has no "no response"; browsers write status 0 for aborted requests, and so do we. */
@@ -418,6 +469,10 @@ export interface FromHarOptions {
   maxEntries?: number;
   /** Reported errors stop after this many (default 20). */
   maxErrors?: number;
+  /** Reads a body kept outside the HAR (`content._file` / `postData._file`, playwright's
+   *  `content: 'attach'`), relative to the HAR. Without it such a body counts as not saved. Throw a
+   *  MoltError to report a problem (it is reported with the field path). */
+  loadFile?: (name: string) => Buffer;
 }
 
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -458,7 +513,7 @@ export function fromHar(json: unknown, opts: FromHarOptions = {}): RecordedExcha
   const out: RecordedExchange[] = [];
   log.entries.forEach((entry: unknown, i: number) => {
     const at = `log.entries[${i}]`;
-    const ex = readEntry(entry, at, problems);
+    const ex = readEntry(entry, at, problems, opts.loadFile);
     if (ex) out.push(ex);
   });
   if (problems.count > 0) done();
@@ -478,7 +533,9 @@ class Problems {
   };
 }
 
-function readEntry(entry: unknown, at: string, problems: Problems): RecordedExchange | undefined {
+type LoadFile = FromHarOptions['loadFile'];
+
+function readEntry(entry: unknown, at: string, problems: Problems, loadFile: LoadFile): RecordedExchange | undefined {
   const fail = problems.fail;
   if (!isObject(entry)) {
     fail(at, `expected an entry object, got ${show(entry)}`);
@@ -487,8 +544,8 @@ function readEntry(entry: unknown, at: string, problems: Problems): RecordedExch
   const before = problems.count;
   const started = typeof entry.startedDateTime === 'string' ? Date.parse(entry.startedDateTime) : NaN;
   if (Number.isNaN(started)) fail(`${at}.startedDateTime`, `expected an ISO 8601 date, got ${show(entry.startedDateTime)}`);
-  const request = readRequest(entry.request, `${at}.request`, fail);
-  const response = readResponse(entry.response, `${at}.response`, fail);
+  const request = readRequest(entry.request, `${at}.request`, fail, loadFile);
+  const response = readResponse(entry.response, `${at}.response`, fail, loadFile);
   const t = isObject(entry.timings) ? entry.timings : {};
   if (!isObject(entry.timings)) fail(`${at}.timings`, `expected a timings object, got ${show(entry.timings)}`);
   if (!request || problems.count !== before) return undefined;
@@ -502,7 +559,22 @@ function readEntry(entry: unknown, at: string, problems: Problems): RecordedExch
   return ex;
 }
 
-function readRequest(raw: unknown, at: string, fail: Fail): RecordedRequest | undefined {
+/** A body kept in a file next to the HAR; undefined (not saved) without a loader. */
+function attached(file: unknown, at: string, bad: Fail, loadFile: LoadFile): Buffer | undefined {
+  if (typeof file !== 'string' || file === '') {
+    bad(at, `expected a file name, got ${show(file)}`);
+    return undefined;
+  }
+  if (!loadFile) return undefined;
+  try {
+    return loadFile(file);
+  } catch (err) {
+    bad(at, (err as Error).message);
+    return undefined;
+  }
+}
+
+function readRequest(raw: unknown, at: string, fail: Fail, loadFile: LoadFile): RecordedRequest | undefined {
   if (!isObject(raw)) {
     fail(at, `expected a request object, got ${show(raw)}`);
     return undefined;
@@ -526,13 +598,17 @@ function readRequest(raw: unknown, at: string, fail: Fail): RecordedRequest | un
   }
   const headers = readHeaders(raw.headers, `${at}.headers`, bad);
   const version = readVersion(raw.httpVersion, `${at}.httpVersion`, bad);
-  let body = Buffer.alloc(0);
+  let body: Buffer = Buffer.alloc(0);
   let bodyTruncated = false;
   if (raw.postData !== undefined) {
     const pd = raw.postData;
     if (!isObject(pd)) bad(`${at}.postData`, `expected a postData object, got ${show(pd)}`);
     else if (pd.text !== undefined && typeof pd.text !== 'string') bad(`${at}.postData.text`, `expected a string, got ${show(pd.text)}`);
-    else if (typeof pd.text === 'string') {
+    else if (pd._file !== undefined && pd.text === undefined) {
+      const b = attached(pd._file, `${at}.postData._file`, bad, loadFile);
+      if (b) body = b;
+      else bodyTruncated = true; // not saved with the HAR: never sent half
+    } else if (typeof pd.text === 'string') {
       const enc = pd._encoding ?? pd.encoding;
       if (enc !== undefined && enc !== 'base64') bad(`${at}.postData.encoding`, `expected "base64" or nothing, got ${show(enc)}`);
       else body = enc === 'base64' ? Buffer.from(pd.text, 'base64') : Buffer.from(pd.text, 'utf8');
@@ -562,7 +638,7 @@ function readRequest(raw: unknown, at: string, fail: Fail): RecordedRequest | un
   };
 }
 
-function readResponse(raw: unknown, at: string, fail: Fail): RecordedResponse | undefined {
+function readResponse(raw: unknown, at: string, fail: Fail, loadFile: LoadFile): RecordedResponse | undefined {
   if (!isObject(raw)) {
     fail(at, `expected a response object, got ${show(raw)}`);
     return undefined;
@@ -572,13 +648,15 @@ function readResponse(raw: unknown, at: string, fail: Fail): RecordedResponse | 
     ok = false;
     fail(path, message);
   };
-  const status = raw.status;
+  // No response: 0 (browsers, molt) or -1 (playwright) — the request failed or was aborted.
+  const status = raw.status === -1 ? 0 : raw.status;
   if (typeof status !== 'number' || !Number.isInteger(status) || (status !== 0 && (status < 100 || status > 999))) {
-    bad(`${at}.status`, `expected a status code 100-999 (or 0: no response), got ${show(status)}`);
+    bad(`${at}.status`, `expected a status code 100-999 (or 0: no response), got ${show(raw.status)}`);
   }
+  if (status === 0) return undefined; // whatever else a failed entry carries is not a response
   const headers = readHeaders(raw.headers, `${at}.headers`, bad);
-  const version = readVersion(raw.httpVersion, `${at}.httpVersion`, bad, status === 0);
-  let body = Buffer.alloc(0);
+  const version = readVersion(raw.httpVersion, `${at}.httpVersion`, bad);
+  let body: Buffer = Buffer.alloc(0);
   let bodyTruncated = false;
   let bodySize: number | undefined;
   const content = raw.content;
@@ -586,16 +664,27 @@ function readResponse(raw: unknown, at: string, fail: Fail): RecordedResponse | 
   else {
     if (typeof content.size === 'number' && content.size >= 0) bodySize = content.size;
     if (content.text !== undefined && typeof content.text !== 'string') bad(`${at}.content.text`, `expected a string, got ${show(content.text)}`);
-    else if (content.encoding !== undefined && content.encoding !== 'base64') bad(`${at}.content.encoding`, `expected "base64" or nothing, got ${show(content.encoding)}`);
+    else if (content.encoding !== undefined && content.encoding !== 'base64' && content.encoding !== '') bad(`${at}.content.encoding`, `expected "base64" or nothing, got ${show(content.encoding)}`);
     else if (typeof content.text === 'string') {
       body = content.encoding === 'base64' ? Buffer.from(content.text, 'base64') : Buffer.from(content.text, 'utf8');
       bodyTruncated = content._truncated === true;
+    } else if (content._file !== undefined) {
+      const b = attached(content._file, `${at}.content._file`, bad, loadFile);
+      if (b) body = b;
+      else bodyTruncated = (bodySize ?? 1) > 0; // not saved with the HAR: never compared
     } else {
       // No text: the body was not saved (e.g. recorded with content omitted).
       bodyTruncated = (bodySize ?? 1) > 0;
     }
+    if (content._contentEncoded === true && !bodyTruncated) {
+      // Written as it travelled (molt could not decode it then): decode it now if possible.
+      const coding = headers.find(([k]) => k.toLowerCase() === 'content-encoding')?.[1];
+      const decoded = coding ? decodeContent(body, coding) : undefined;
+      if (decoded) body = decoded;
+      else bodyTruncated = true; // still encoded: not comparable with a decoded answer
+    }
   }
-  if (!ok || status === 0) return undefined;
+  if (!ok) return undefined;
   return {
     status: status as number,
     ...(typeof raw.statusText === 'string' && raw.statusText !== '' ? { statusText: raw.statusText } : {}),

@@ -7,9 +7,10 @@
 // preflight), or with the answers recorded in the HAR when no version to compare with is named.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import type { WireExchange } from '../common/protocol.js';
 import { fromHar, Redactor, toHar, type Har, type RecordedExchange, type RedactOptions } from '../common/har.js';
-import { MoltError } from '../common/errors.js';
+import { MoltError, MoltValidationErrors } from '../common/errors.js';
 import { ShadowClient } from '../common/shadow-client.js';
 import { PreflightRun, type PreflightEvidence, type PreflightRunConfig, type PreflightOutcome } from './preflight.js';
 import type { TrafficAnswer } from './control-server.js';
@@ -48,7 +49,8 @@ export function trafficToHar(answer: TrafficAnswer, host: string, redact: Redact
   return toHar(answer.exchanges.map((e) => r.exchange(wireToRecorded(e))), { host, creatorVersion });
 }
 
-/** Read and validate a HAR file: errors name the file and the entry's field path. */
+/** Read and validate a HAR file: errors name the file and the entry's field path. Bodies kept next
+ *  to the HAR (playwright's `content: 'attach'`: `_file` names) are read from the HAR's directory. */
 export function readHarFile(file: string): RecordedExchange[] {
   let text: string;
   try {
@@ -62,7 +64,23 @@ export function readHarFile(file: string): RecordedExchange[] {
   } catch (err) {
     throw new MoltError('MOLT_ERR_VALIDATION', `${file} is not JSON: ${(err as Error).message}`, { file });
   }
-  return fromHar(json);
+  const dir = path.dirname(path.resolve(file));
+  const loadFile = (name: string): Buffer => {
+    const resolved = path.resolve(dir, name);
+    const rel = path.relative(dir, resolved);
+    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) throw new MoltError('MOLT_ERR_VALIDATION', `"${name}" is outside the HAR's directory ${dir}`);
+    try {
+      return fs.readFileSync(resolved);
+    } catch (err) {
+      throw new MoltError('MOLT_ERR_VALIDATION', `cannot read "${name}" next to the HAR: ${(err as Error).message}`);
+    }
+  };
+  try {
+    return fromHar(json, { loadFile });
+  } catch (err) {
+    if (err instanceof MoltValidationErrors) throw new MoltValidationErrors(err.errors.map((e) => new MoltError(e.code, e.message, { ...e.location, file })));
+    throw err;
+  }
 }
 
 /** The version `molt promote` would name: by spec.version or by AppVersion name. */
@@ -92,15 +110,25 @@ export interface ReplayResult {
   total: number;
 }
 
-/** Replay recorded exchanges; resolves with the same verdict and evidence a preflight gives. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Replay recorded exchanges; resolves with the same verdict and evidence a preflight gives.
+ * Requests ask for `accept-encoding: identity` unless `set` names it: a HAR holds decoded bodies
+ * (HAR 1.2 `content.text`), so answers are compared as decoded bodies, not as gzip bytes (which hide
+ * a changed field behind a changed byte stream). `total` counts the requests that will be sent
+ * (unsafe methods only with unsafeMethods).
+ */
 export async function replayExchanges(exchanges: RecordedExchange[], o: ReplayOptions): Promise<ReplayResult> {
   const wire = exchanges.map(recordedToWire);
-  const total = wire.length;
+  const total = wire.filter((e) => o.unsafeMethods || SAFE_METHODS.has(e.request.method)).length;
+  const set: Record<string, string> = { ...o.set };
+  if (!Object.keys(set).some((k) => k.toLowerCase() === 'accept-encoding')) set['accept-encoding'] = 'identity';
   const client = new ShadowClient({ maxSockets: o.concurrency ?? 8 });
   const config: PreflightRunConfig = {
     maxDurationMs: 24 * 3600_000,
     onNoTraffic: 'pass',
-    replay: { requests: total, set: o.set ?? {} },
+    replay: { requests: wire.length, set },
     shadow: null,
     compare: { status: true, headers: ['content-type'], body: 'auto', ignore: [], noise: 'auto', ...o.compare },
     pass: { maxMismatchRate: 0, maxErrorRate: 0 },
@@ -125,7 +153,7 @@ export async function replayExchanges(exchanges: RecordedExchange[], o: ReplayOp
       requestTraffic: async () => {
         if (served) return { exchanges: [], cursor: {}, recorded: 0, skipped: 0 };
         served = true;
-        return { exchanges: wire, cursor: {}, recorded: total, skipped: 0 };
+        return { exchanges: wire, cursor: {}, recorded: wire.length, skipped: 0 };
       },
       onPair: () => o.onProgress?.(++done, total, run.status()),
     },

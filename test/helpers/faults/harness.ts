@@ -8,6 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { runUp, type UpHandle } from '../../../controller/up.js';
 import type { FailureMessage } from '../../../common/protocol.js';
+import type { VersionStatus } from '../../../controller/controller-api.js';
 import { appVersionYaml, FIXTURES, freePort, tempDir, waitFor } from '../molt.js';
 import { describeError, isClientError, type RequestRecord } from './load.js';
 
@@ -24,6 +25,8 @@ export interface VersionOpts {
   image?: string;
   failurePolicy?: Record<string, string | number>;
   app?: string;
+  /** A `preflight:` block, indented for spec (two spaces), added as is. */
+  preflight?: string;
 }
 
 export function appVersion(root: string, o: VersionOpts): string {
@@ -39,7 +42,7 @@ export function appVersion(root: string, o: VersionOpts): string {
       MODE: "${o.mode ?? 'ok'}"
       REQ_LOG: ${JSON.stringify(reqLogPath(root, o.name))}
 `;
-  return appVersionYaml({ name: o.name, app: o.app, version: o.version, runtime, failurePolicy: policy });
+  return appVersionYaml({ name: o.name, app: o.app, version: o.version, runtime, failurePolicy: policy + (o.preflight ?? '') });
 }
 
 export function reqLogPath(root: string, name: string): string {
@@ -101,7 +104,11 @@ export class MoltEnv {
   }
 
   phase(name: string): string | undefined {
-    for (const app of this.handle.controller.status().apps) for (const v of app.versions) if (v.name === name) return v.phase;
+    return this.version(name)?.phase;
+  }
+
+  version(name: string): VersionStatus | undefined {
+    for (const app of this.handle.controller.status().apps) for (const v of app.versions) if (v.name === name) return v;
     return undefined;
   }
 

@@ -13,7 +13,7 @@ import { freePort, waitFor } from '../molt.js';
 import http from 'node:http';
 import { PrivateDaemon, privateDaemonUnavailable, type DaemonMode } from './daemon.js';
 import { analyze, killLeftovers, MoltChild, MoltEnv, outage, readReqLog, type ScenarioResult, type VersionOpts } from './harness.js';
-import { isClientError, MixedLoad, type WorkerSpec } from './load.js';
+import { DEFAULT_WORKERS, isClientError, MixedLoad, type WorkerSpec } from './load.js';
 
 export interface Scenario {
   id: string;
@@ -132,6 +132,86 @@ const recovers: Scenario = {
     }
   },
 };
+
+// ------------------------------------------------------------------------------------------------
+// preflight (issue 11): v2 carries spec.preflight and is bad from its first request. It enters
+// Testing, gets only x-molt-shadow replays and copies (never a client request), and must end
+// Rejected with the right reason while the clients see v1 only.
+
+/** Many GET connections and one POST connection. */
+const GET_HEAVY: WorkerSpec[] = [
+  { method: 'GET', keepAlive: true },
+  { method: 'GET', keepAlive: true },
+  { method: 'GET', keepAlive: false },
+  { method: 'GET', keepAlive: true },
+  { method: 'POST', keepAlive: true },
+];
+/** Mostly POSTs: one GET connection (whose requests are what the preflight can replay and copy). */
+const POST_HEAVY: WorkerSpec[] = [
+  { method: 'GET', keepAlive: true },
+  { method: 'POST', keepAlive: true },
+  { method: 'POST', keepAlive: true },
+  { method: 'POST', keepAlive: false },
+];
+
+/** The fixture's body names the version, so bodies differ by design: compare status and content-type. */
+export const FAULT_PREFLIGHT = `  preflight:
+    maxDuration: 60s
+    replay: { requests: 50 }
+    shadow: { percent: 100, minRequests: 50 }
+    compare: { body: none }
+    pass: { maxMismatchRate: 0, maxErrorRate: 0, maxLatencyRatio: 2.0 }
+`;
+
+export const PREFLIGHT_PREFIX = 'preflight-';
+
+function preflightFails(id: string, title: string, bad: Omit<VersionOpts, 'name' | 'version'>, expect: string, workers: WorkerSpec[]): Scenario {
+  return {
+    id, title, runtime: 'process', ci: false,
+    async run() {
+      const env = await new MoltEnv().start();
+      try {
+        env.write(V1);
+        await env.waitServing('shop-v1');
+        // Paced load (≈ 2 ms between a connection's requests), bounded by the waits below.
+        const load = new MixedLoad(env.port, workers, { pauseMs: 2 }).start();
+        await more(load, 200); // recorded at the ingress: what the preflight replays
+        const faultAt = Date.now();
+        env.write({ name: 'shop-v2', version: '2.0.0', failurePolicy: RESPONSE_TIMEOUT, preflight: FAULT_PREFLIGHT, ...bad, mode: bad.mode?.replace('{root}', env.root) });
+        await env.waitPhase('shop-v2', ['Testing', 'Rejected'], 30000);
+        const testingAt = Date.now();
+        await env.waitPhase('shop-v2', ['Rejected', 'Serving', 'Promoted', 'RolledBack', 'Failed'], 90000);
+        const decidedAt = Date.now();
+        await more(load, 300);
+        await load.stop();
+        const v2 = env.version('shop-v2');
+        const finalPhase = `${v2?.phase ?? '?'}${v2?.reason ? ` (${v2.reason})` : ''}`;
+        const r = analyze({ id, title, runtime: 'process', records: load.records, root: env.root, logged: ['shop-v1', 'shop-v2'], bad: 'shop-v2', faultAt, failures: env.failures, finalPhase });
+        const v2Log = readReqLog(env.root, 'shop-v2');
+        // Replays and copies repeat the recorded request, x-req-id included: each id v2 saw must be a
+        // client request that v1 answered.
+        const v1Answered = new Set(load.records.filter((x) => x.servedBy === 'shop-v1').map((x) => x.id));
+        const p = v2?.preflight;
+        const lat = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(1));
+        r.facts = {
+          v2Get: v2Log.filter((l) => l.method === 'GET').length,
+          v2Post: v2Log.filter((l) => l.method !== 'GET').length,
+          v2Answers: load.records.filter((x) => x.servedBy === 'shop-v2').length,
+          v2NotCopies: v2Log.filter((l) => !v1Answered.has(l.id)).length,
+          testingToDecidedMs: decidedAt - testingAt,
+          expected: v2?.phase === 'Rejected' && v2.reason === expect,
+        };
+        r.notes.push(p
+          ? `compared ${p.compared}, mismatched ${p.mismatched}, errors ${p.errors}, dropped ${p.dropped}, skipped ${p.skipped}; p95 ${lat(p.latency.oldP95)} → ${lat(p.latency.newP95)} ms${p.latency.oldP95 && p.latency.newP95 ? ` (ratio ${(p.latency.newP95 / p.latency.oldP95).toFixed(1)})` : ''}; "${v2?.message ?? ''}"`
+          : 'no preflight evidence in status');
+        return r;
+      } finally {
+        await env.stop().catch(() => {});
+        killLeftovers(path.join(env.root, 'state'));
+      }
+    },
+  };
+}
 
 // ------------------------------------------------------------------------------------------------
 // controller and sidecar faults
@@ -487,6 +567,12 @@ export const SCENARIOS: Scenario[] = [
   controllerRestart,
   controllerSigkill,
   sidecarKill,
+  preflightFails(`${PREFLIGHT_PREFIX}500`, 'preflight: v2 answers 500 (GET-heavy load)', { mode: '500' }, 'PreflightErrors', GET_HEAVY),
+  preflightFails(`${PREFLIGHT_PREFIX}500-post`, 'preflight: v2 answers 500 (POST-heavy load)', { mode: '500' }, 'PreflightErrors', POST_HEAVY),
+  preflightFails(`${PREFLIGHT_PREFIX}hang`, 'preflight: v2 hangs (copies time out after 10 s)', { mode: 'hang' }, 'PreflightErrors', DEFAULT_WORKERS),
+  preflightFails(`${PREFLIGHT_PREFIX}slow`, 'preflight: v2 answers after 200 ms (maxLatencyRatio 2.0)', { mode: 'slow:200' }, 'PreflightLatency', DEFAULT_WORKERS),
+  preflightFails(`${PREFLIGHT_PREFIX}reset`, 'preflight: v2 accepts, reads, then resets', { mode: 'reset' }, 'PreflightErrors', DEFAULT_WORKERS),
+  preflightFails(`${PREFLIGHT_PREFIX}bad-replica`, 'preflight: v2 replicas: 2, one bad (500)', { mode: 'bad-replica:{root}/bad-replica.lock', replicas: 2 }, 'PreflightErrors', DEFAULT_WORKERS),
   dockerScenario('docker-500', 'container answers 500 (molt-test-app:v3)', { image: 'v3' }, true),
   dockerScenario('docker-hang', 'container hangs (molt-test-app:hang, responseTimeout 1s)', { image: 'hang' }),
   dockerScenario('docker-kill', 'container killed while serving (docker kill)', { image: 'v2', kill: true }, true),
