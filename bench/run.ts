@@ -10,7 +10,7 @@
 // to bench/results/latest.md, summary table first. Only prints: no thresholds.
 // Flags: see USAGE; bench/README.md says what each row means.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,7 +40,7 @@ import { runWrk, type WrkResult } from './wrk.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RESULTS = path.join(REPO, 'bench', 'results');
 
-const SECTIONS = ['main', 'c1', 'bodies', 'c5000', 'modes', 'features', 'workers'] as const;
+const SECTIONS = ['main', 'c1', 'bodies', 'c5000', 'modes', 'features', 'workers', 'dashboard'] as const;
 type Section = typeof SECTIONS[number];
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--rounds N] [--duration S] [--connections C] [--workers N] [--only LIST] [--profile] [--only-profile] [--no-write]
@@ -655,6 +655,15 @@ async function main(): Promise<void> {
           '',
         );
       }
+    }
+
+    if (has('dashboard')) {
+      // The dashboard's first paint in headless Chromium (bench/first-paint.ts, its own molt up).
+      process.stderr.write('  [dashboard] first paint of /ui in headless Chromium, 5 loads\n');
+      const fp = spawnSync(process.execPath, [path.join(path.dirname(fileURLToPath(import.meta.url)), 'first-paint.js'), '--loads', '5'], { encoding: 'utf8', timeout: 120_000 });
+      const line = (fp.stdout ?? '').split('\n').find((l) => l.startsWith('first paint:'));
+      md.push('## Dashboard first paint (`node dist/bench/first-paint.js`)', '', line ?? `not measured: ${(fp.stderr || fp.error?.message || 'no output').trim().split('\n').pop()}`, '');
+      if (line) summary.push(`| dashboard /ui in headless Chromium | first paint, median of 5 | ${line.replace(/^first paint: /, '')} | n/a | n/a |`);
     }
 
     if (o.profile) {
