@@ -13,6 +13,7 @@
 // so counts and noise group `$.items[3].price` and `$.items[4].price` together.
 
 import { MoltError } from './errors.js';
+import { decodeContent } from './har.js';
 
 // ---- ignore patterns ----
 
@@ -256,15 +257,19 @@ export function compareResponses(old: CapturedResponse, neu: CapturedResponse, o
   else if (old.status !== neu.status) body = 'status';
   else if (old.bodyTruncated || neu.bodyTruncated) body = 'truncated';
   else {
-    const a = opts.body === 'auto' ? jsonBody(old) : NOT_JSON;
-    const b = a === NOT_JSON ? NOT_JSON : jsonBody(neu);
+    // Compare content, not transfer bytes: gzip of equal JSON differs in its header bytes, and a changed
+    // field inside a compressed body would otherwise be learned as noise on `body`.
+    const oldBody = content(old);
+    const neuBody = content(neu);
+    const a = opts.body === 'auto' ? jsonBody(old, oldBody) : NOT_JSON;
+    const b = a === NOT_JSON ? NOT_JSON : jsonBody(neu, neuBody);
     if (a !== NOT_JSON && b !== NOT_JSON) {
       body = 'json';
       diffJson(a, b, [], 0, out, jsonIgnored);
     } else {
       body = 'bytes';
-      if (!old.body.equals(neu.body) && !jsonIgnored.some((p) => p.length === 0)) {
-        const [x, y] = bytesExamples(old.body, neu.body, out.maxChars);
+      if (!oldBody.equals(neuBody) && !jsonIgnored.some((p) => p.length === 0)) {
+        const [x, y] = bytesExamples(oldBody, neuBody, out.maxChars);
         out.add('body', 'body', x, y);
       }
     }
@@ -311,12 +316,19 @@ function isJsonType(contentType: string | undefined): boolean {
   return media === 'application/json' || media.endsWith('+json') || media === 'text/json';
 }
 
+/** The body with its Content-Encoding undone (gzip, deflate, br), or as it is when it has none or
+ *  cannot be decoded. */
+function content(r: CapturedResponse): Buffer {
+  const coding = headerValue(r.headers, 'content-encoding');
+  return (coding !== undefined && r.body.length > 0 ? decodeContent(r.body, coding) : undefined) ?? r.body;
+}
+
 /** The parsed body when it is JSON (by content type, or an object/array by its first byte). */
-function jsonBody(r: CapturedResponse): unknown {
-  const looksJson = isJsonType(headerValue(r.headers, 'content-type')) || startsLikeJson(r.body);
-  if (!looksJson || r.body.length === 0) return NOT_JSON;
+function jsonBody(r: CapturedResponse, body: Buffer): unknown {
+  const looksJson = isJsonType(headerValue(r.headers, 'content-type')) || startsLikeJson(body);
+  if (!looksJson || body.length === 0) return NOT_JSON;
   try {
-    return JSON.parse(r.body.toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     return NOT_JSON;
   }

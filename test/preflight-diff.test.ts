@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import zlib from 'node:zlib';
 import { describe, it } from 'node:test';
 import {
   ABSENT,
@@ -85,6 +86,20 @@ describe('parseIgnorePattern', () => {
 });
 
 describe('compareResponses', () => {
+  it('compressed bodies are compared by content: equal JSON in different gzip bytes matches, a changed field is found', () => {
+    const gz = (v: unknown, level: number, coding = 'gzip') => res(coding === 'br' ? zlib.brotliCompressSync(JSON.stringify(v)) : zlib.gzipSync(JSON.stringify(v), { level }), { headers: [['Content-Type', 'application/json'], ['Content-Encoding', coding]] });
+    const v1 = { items: [{ id: 1, price: 3.2 }], note: 'x'.repeat(200) };
+    const a = gz(v1, 1);
+    const b = gz(v1, 9);
+    assert.notDeepEqual(a.body, b.body, 'the test needs different compressed bytes');
+    assert.deepEqual(compareResponses(a, b, opts()), { differences: [], truncated: false, body: 'json' });
+    const changed = gz({ ...v1, items: [{ id: 1, price: 32 }] }, 9, 'br');
+    assert.deepEqual(paths(a, changed), ['$.items[0].price']);
+    // Not decodable (corrupt): compared as bytes, reported on `body`.
+    const corrupt = res(Buffer.from('not gzip'), { headers: [['Content-Type', 'text/plain'], ['Content-Encoding', 'gzip']] });
+    assert.deepEqual(paths(corrupt, res(Buffer.from('not gzip!'), { headers: corrupt.headers })), ['body']);
+  });
+
   it('equal JSON with different key order and whitespace: no difference', () => {
     const a = res('{"a":1,"b":{"x":[1,2],"y":null}}', { type: 'application/json' });
     const b = res('{ "b": {"y": null, "x": [1, 2]}, "a": 1 }\n', { type: 'application/json' });
