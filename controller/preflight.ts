@@ -295,7 +295,14 @@ export class PreflightRun {
       [neu, second] = await Promise.all([send(newEp), probeEp ? send(probeEp) : Promise.resolve(null)]);
     }
     if (this.#stopped) return;
-    this.#deps.onPair?.();
+    try {
+      this.#count(req, old, second, neu);
+    } finally {
+      this.#deps.onPair?.(); // after counting: the progress line shows this pair
+    }
+  }
+
+  #count(req: { method: string; target: string }, old: ShadowResult, second: ShadowResult | null, neu: ShadowResult): void {
     const outcome = classifyPair(old.ok ? { ok: true, status: old.status } : { ok: false }, neu.ok ? { ok: true, status: neu.status } : { ok: false });
     if (outcome === 'skip') { this.#skipped++; return; }
     if (outcome === 'error') { this.#errors++; this.#judge(); return; }
