@@ -15,7 +15,9 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { line, onLines } from '../common/ndjson.js';
-import { LatencyHistogram } from '../common/latency-histogram.js';
+import fc from 'fast-check';
+import { LatencyHistogram, mergeHistogramJSON } from '../common/latency-histogram.js';
+import { AnalysisCounters, mergeAnalysisSamples } from '../sidecar/analysis-samples.js';
 import {
   DEFAULT_FAILURE_POLICY, DEFAULT_TRANSITION, PROTOCOL_VERSION,
   type RoutingTable, type StatsMessage, type VersionStats,
@@ -157,6 +159,29 @@ const version = (m: StatsMessage, id: string): VersionStats => m.versions.find((
 // What v1 must have counted for N requests.
 const V1_500 = Array.from({ length: N }, (_, n) => v1Fate(n)).filter((f) => f === '500').length;
 const V1_RESET = Array.from({ length: N }, (_, n) => v1Fate(n)).filter((f) => f === 'reset').length;
+
+test('summing two workers\' samples equals recording everything in one', () => {
+  const sample = fc.array(fc.tuple(fc.constantFrom(200, 201, 302, 404, 500, 503), fc.integer({ min: 0, max: 70_000_000 }), fc.boolean()), { maxLength: 300 });
+  fc.assert(fc.property(sample, sample, (xs, ys) => {
+    const a = new AnalysisCounters();
+    const b = new AnalysisCounters();
+    const all = new AnalysisCounters();
+    for (const [list, c] of [[xs, a], [ys, b]] as const) {
+      for (const [status, micros, answered] of list) {
+        for (const target of [c, all]) {
+          if (answered) target.response(status, micros);
+          else target.noResponse++;
+        }
+      }
+    }
+    const merged = mergeAnalysisSamples(a.snapshot(), b.snapshot());
+    assert.deepEqual(merged, all.snapshot());
+    // the sparse merge is LatencyHistogram.merge on the wire form
+    assert.deepEqual(mergeHistogramJSON(a.snapshot().latency, b.snapshot().latency),
+      LatencyHistogram.fromJSON(a.snapshot().latency).merge(LatencyHistogram.fromJSON(b.snapshot().latency)).toJSON());
+  }), { numRuns: 200 });
+  assert.throws(() => mergeHistogramJSON({ layout: 'other' } as never, new LatencyHistogram().toJSON()), (e: { code?: string }) => e.code === 'MOLT_ERR_PROTOCOL');
+});
 
 for (const workers of [1, 2]) {
   test(`analysis samples in the stats line (--workers ${workers}): the 30 ms slower version and the 500s show, counts exact`, { timeout: 60_000 }, async (t) => {
