@@ -195,3 +195,20 @@ export function versionsOf(t: RoutingTable | null | undefined, app: string): Arr
   const a = t?.apps.find((x) => x.name === app);
   return (a?.versions ?? []).map((v) => ({ id: v.id, state: v.state, endpoints: v.endpoints.map((e) => `${e.host}:${e.port}`), mode: v.transition.mode }));
 }
+
+/** A kubeconfig file pointing at the fake apiserver (for startKubeController's --kubeconfig). */
+export function writeKubeconfig(server: FakeApiServer, file: string): void {
+  const o = server.kubeConfigOptions() as {
+    currentContext: string;
+    clusters: Array<{ name: string; server: string }>;
+    users: Array<{ name: string; token: string }>;
+    contexts: Array<{ name: string; cluster: string; user: string }>;
+  };
+  const doc = {
+    apiVersion: 'v1', kind: 'Config', 'current-context': o.currentContext,
+    clusters: o.clusters.map((c) => ({ name: c.name, cluster: { server: c.server, 'insecure-skip-tls-verify': true } })),
+    users: o.users.map((u) => ({ name: u.name, user: { token: u.token } })),
+    contexts: o.contexts.map((c) => ({ name: c.name, context: { cluster: c.cluster, user: c.user } })),
+  };
+  fs.writeFileSync(file, JSON.stringify(doc)); // JSON is YAML
+}
