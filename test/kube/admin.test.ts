@@ -27,9 +27,12 @@ function request(port: number, method: string, p: string, opts: { headers?: Reco
   });
 }
 
-/** The first `event: init` of the dashboard's event stream, parsed. */
-function firstInit(port: number): Promise<{ readOnly: boolean; status?: { apps: Array<{ app: string }> } } & Record<string, unknown>> {
+/** The dashboard's event stream: its `init` message, once some message (init or a later sample) mentions
+ *  `wanted` (the status in init is the observer's last sample, up to a second old). */
+function streamUntil(port: number, wanted: string): Promise<{ readOnly: boolean } & Record<string, unknown>> {
   return new Promise((resolve, reject) => {
+    let init: ({ readOnly: boolean } & Record<string, unknown>) | undefined;
+    const timer = setTimeout(() => { req.destroy(); reject(new Error(`no event-stream message mentioned ${wanted} within 10 s`)); }, 10_000);
     const req = http.get({ host: '127.0.0.1', port, path: '/ui/events' }, (res) => {
       if (res.statusCode !== 200) { reject(new Error(`event stream answered ${res.statusCode}`)); res.resume(); return; }
       assert.match(String(res.headers['content-type']), /^text\/event-stream/);
@@ -37,8 +40,15 @@ function firstInit(port: number): Promise<{ readOnly: boolean; status?: { apps: 
       res.setEncoding('utf8');
       res.on('data', (c: string) => {
         buf += c;
-        const m = /event: init\ndata: (.*)\n\n/.exec(buf);
-        if (m) { req.destroy(); resolve(JSON.parse(m[1]!)); }
+        let end: number;
+        while ((end = buf.indexOf('\n\n')) !== -1) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          const m = /^event: (\w+)\ndata: (.*)$/s.exec(block);
+          if (!m) continue;
+          if (m[1] === 'init') init = JSON.parse(m[2]!);
+          if (init && m[2]!.includes(wanted)) { clearTimeout(timer); req.destroy(); resolve(init); return; }
+        }
       });
     });
     req.on('error', (err) => { if (!req.destroyed) reject(err); });
@@ -87,9 +97,8 @@ test('kube mode admin port: /status, /ui and its event stream served read-only; 
   assert.equal(ui.status, 200);
   assert.match(String(ui.headers['content-type']), /^text\/html/);
   assert.match(ui.body, /id="readonly"/);
-  const init = await firstInit(port);
+  const init = await streamUntil(port, 'shop-v2'); // the stream carries the apps
   assert.equal(init.readOnly, true, 'the page is told it is read-only (no action buttons)');
-  assert.match(JSON.stringify(init), /shop-v2/, 'the stream carries the apps');
 
   // Actions: refused, pointing to kubectl, and nothing changes.
   const before = JSON.stringify(server.get('appversions', NS, 'shop-v2')!.metadata.annotations ?? {});
