@@ -647,21 +647,21 @@ export class KubeController implements ControllerApi {
     if (!av.spec.preflight) return undefined;
     const stored = storedPreflight(gen, status);
     const live = leader ? this.#liveRun(name, av, gen) : undefined;
+    // A pass (or an earlier override) stays: promoting a version that passed only finishes its transition.
+    if (stored?.verdict === 'Pass') return { observation: { verdict: 'pass' }, evidence: stored, override: false };
+    if (stored?.verdict === 'Overridden') return { observation: { verdict: 'overridden' }, evidence: stored, override: true };
     if (promotedFor(gen, raw.metadata.annotations)) {
-      const evidence: PreflightEvidence = stored?.verdict === 'Overridden' ? stored : {
+      const evidence: PreflightEvidence = {
         ...(live?.status() ?? stored ?? emptyEvidence()),
         verdict: 'Overridden',
         message: 'promoted by the user past its preflight (molt.dev/promoted)',
         reason: undefined,
       };
-      if (stored?.verdict !== 'Overridden' && leader) this.#log?.warn({ name, app: av.spec.app, version: av.spec.version }, 'preflight overridden: promoted by the user');
+      if (leader) this.#log?.warn({ name, app: av.spec.app, version: av.spec.version }, 'preflight overridden: promoted by the user');
       return { observation: { verdict: 'overridden' }, evidence, override: true };
     }
-    if (stored && stored.verdict !== 'Pending') {
-      const observation: NonNullable<PhaseObservations['preflight']> = stored.verdict === 'Pass' ? { verdict: 'pass' }
-        : stored.verdict === 'Fail' ? { verdict: 'fail', reason: stored.reason as PreflightRejectReason | undefined, message: stored.message }
-          : { verdict: 'overridden' };
-      return { observation, evidence: stored, override: false };
+    if (stored?.verdict === 'Fail') {
+      return { observation: { verdict: 'fail', reason: stored.reason as PreflightRejectReason | undefined, message: stored.message }, evidence: stored, override: false };
     }
     if (live && live.outcome.verdict !== 'Pending') {
       const o = live.outcome;
