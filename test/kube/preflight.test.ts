@@ -109,6 +109,14 @@ test('a passing preflight: Testing, verdict in status, then both replicas switch
   t.diagnostic(`b's watch delivered the stamp ${switchAt - bSawStamp} ms before the switch time`);
   assert.deepEqual(b.sidecar.last!.apps, a.sidecar.last!.apps, 'identical tables after the switch');
   assert.equal(server.get('appversions', NS, 'shop-v2')!.status.phase, 'Serving');
+
+  // Promoting a version that passed only finishes its transition: the verdict stays Pass.
+  server.modify('appversions', NS, 'shop-v2', (o) => {
+    o.metadata.annotations = { ...(o.metadata.annotations ?? {}), 'molt.dev/promoted': 'true', 'molt.dev/promoted-generation': '1' };
+  });
+  await waitFor('v2 promoted', () => server.get('appversions', NS, 'shop-v2')?.status?.phase === 'Promoted');
+  assert.equal(server.get('appversions', NS, 'shop-v2')!.status.preflight.verdict, 'Pass');
+  assert.equal(server.get('appversions', NS, 'shop-v2')!.status.timestamps.serving, st.timestamps.serving, 'the switch time stays');
 });
 
 test('a failing preflight: Rejected with the evidence, never routed by any replica; the promoted annotation overrides it', async (t) => {
