@@ -634,7 +634,7 @@ function authorize(
 
   const session = a.sessions.fromRequest(req);
   if (mutating && isBrowserRequest(req)) {
-    if (a.readOnly) throw new HttpError(403, 'MOLT_ERR_FORBIDDEN', 'the dashboard is read-only here: act through kubectl');
+    if (a.readOnly) throw new HttpError(403, 'MOLT_ERR_FORBIDDEN', 'the dashboard is read-only here: act through kubectl (kubectl molt promote APP [VERSION], kubectl molt rollback APP)');
     if (!session) throw new HttpError(401, 'MOLT_ERR_UNAUTHORIZED', 'browser requests need a dashboard session: log in at /ui');
     return { actor: `session ${session.tag} (${remote})`, via: 'session', session };
   }

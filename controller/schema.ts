@@ -260,7 +260,7 @@ export const statusSchema: SchemaNode = object('Observed state, written by the c
   },
   timestamps: {
     type: 'object',
-    description: 'ISO times of phase changes: created, ready, serving, promoted, rolledBack, failed, rejected.',
+    description: 'ISO times of phase changes: created, ready, testing, serving, promoted, rolledBack, failed, rejected. After a preflight, serving is the atomic switch time (Kubernetes mode: stamped a little in the future; every replica routes the version from that instant).',
     additionalProperties: { type: 'string' },
   },
   preflight: preflightStatus(),
@@ -275,7 +275,7 @@ function preflightStatus(): SchemaNode {
   const count = (d: string): SchemaNode => int(d, 0);
   const ms = (d: string): SchemaNode => ({ type: 'number', description: `${d} Milliseconds; null without samples.`, nullable: true });
   return object('Evidence of the preflight test (spec.preflight).', {
-    verdict: str('Pending, Pass or Fail.', { enum: ['Pending', 'Pass', 'Fail'] }),
+    verdict: str('Pending, Pass, Fail, or Overridden (promoted by the user past the preflight).', { enum: ['Pending', 'Pass', 'Fail', 'Overridden'] }),
     compared: count('Requests answered by both versions and compared.'),
     mismatched: count('Compared requests whose answers differed (after ignore paths and noise).'),
     errors: count('Requests the new version failed (5xx, reset, timeout) where the serving version answered.'),
@@ -301,6 +301,9 @@ function preflightStatus(): SchemaNode {
       newP95: ms('New version, 95th percentile.'),
     }),
     note: str('Why the preflight did what it did, e.g. "first version of the app: hooks only".'),
+    message: str('Where the preflight stands, or why it passed or failed.'),
+    reason: str('Why it failed: PreflightMismatch, PreflightErrors, PreflightLatency, HookFailed or NoTraffic.'),
+    hooksOnly: { type: 'boolean', description: 'First version of the app: nothing to compare with, hooks only.' },
   });
 }
 

@@ -223,7 +223,7 @@ test('Kubernetes mode: Testing is ready but not admitted to routing (no serving 
   assert.deepEqual([rejected.phase, rejected.reason, rejected.message, rejected.traffic], ['Rejected', 'PreflightLatency', 'p95 3.1x', 0]);
   const passed = computeStatus({ ...base, current: testing, readyEndpoints: 2, preflight: { verdict: 'pass' }, now: base.now + 1000 });
   assert.equal(passed.phase, 'Serving');
-  assert.equal(passed.timestamps.serving, '2030-01-01T00:00:01.000Z');
+  assert.equal(passed.timestamps.serving, '2030-01-01T00:00:03.000Z', 'the atomic switch: stamped 2 s (DEFAULT_SWITCH_DELAY_MS) after the pass');
 });
 
 test('Kubernetes mode without preflight: the same phases as before (Pending → Starting → Serving → Promoted → RolledBack)', () => {

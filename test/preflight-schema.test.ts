@@ -169,7 +169,7 @@ describe('CRD', () => {
 
   it('status.preflight has the issue\'s shape', () => {
     const st = root.properties!.status!.properties!.preflight!;
-    assert.deepEqual(Object.keys(st.properties!), ['verdict', 'compared', 'mismatched', 'errors', 'dropped', 'skipped', 'topMismatches', 'latency', 'note']);
+    assert.deepEqual(Object.keys(st.properties!), ['verdict', 'compared', 'mismatched', 'errors', 'dropped', 'skipped', 'topMismatches', 'latency', 'note', 'message', 'reason', 'hooksOnly']);
     assert.deepEqual(Object.keys(st.properties!.topMismatches!.items!.properties!), ['path', 'count', 'examples']);
     assert.deepEqual(Object.keys(st.properties!.topMismatches!.items!.properties!.examples!.items!.properties!), ['old', 'new']);
     assert.deepEqual(Object.keys(st.properties!.latency!.properties!), ['oldP50', 'oldP95', 'newP50', 'newP95']);

@@ -21,6 +21,18 @@
 // follower work (its sidecar's routes), and writes are cancellable, so exiting would only cost a restart
 // and a full re-list. Rollback reports (the molt.dev/rollback annotation) are written by any replica.
 //
+// Preflight (issue 11, docs/preflight.md "Kubernetes mode"): the leader runs the PreflightRun of every healthy
+// version in phase Testing, fed by its own sidecar's recording (traffic-request over its control socket), and
+// writes the evidence and verdict to status.preflight. A version in Testing or Rejected has no serving stamp,
+// so no replica routes it. On a pass the leader stamps status.timestamps.serving switchDelayMs in the future:
+// every replica adds the version to its table at that instant (a requeue-after at the stamp), not when its
+// watch delivers the status, so all sidecars switch together (within the replicas' clock skew). The
+// molt.dev/promoted annotation for this generation (`kubectl molt promote APP VERSION`) overrides the gate
+// and re-admits a Rejected version. A new leader starts the preflight of a version still Testing afresh.
+//
+// Read-only ControllerApi: every replica serves the admin API's read endpoints and the dashboard from its
+// caches (kube/main.ts); actions answer 403 pointing to kubectl molt.
+//
 // Healing: every key is reconciled again every resyncMs (from the caches, like a controller-runtime
 // SyncPeriod), and a reconcile asks for a requeue-after when something becomes due at a known time (the
 // startup deadline, see startupTimeoutStatus).
@@ -28,6 +40,11 @@
 import type { KubeConfig, KubernetesListObject, KubernetesObject, V1Deployment, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { AppVersion, Phase } from '../appversion.js';
+import type { AppStatus, ControllerApi, ControllerStatus, ResourceError, VersionStatus } from '../controller-api.js';
+import { MoltError } from '../../common/errors.js';
+import type { Har } from '../../common/har.js';
+import { PreflightManager, runConfigFrom, type PreflightDeps, type PreflightEvidence, type PreflightRun } from '../preflight.js';
+import { trafficToHar } from '../traffic.js';
 import type { ReconcileResult } from './queue.js';
 import type { ControlServer } from '../control-server.js';
 import { normalizeAppVersion } from '../load.js';
@@ -54,10 +71,13 @@ import { applyDeployment, applyService, desiredDeployment, desiredService, objec
 import { Watched, type BackoffOptions } from './informers.js';
 import { LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
-import { isPhase, rollbackMetricReason } from '../phase.js';
+import { isPhase, rollbackMetricReason, type PhaseObservations, type PreflightRejectReason } from '../phase.js';
 import {
   PROMOTED_ANNOTATION,
   computeStatus,
+  promotedFor,
+  storedPreflight,
+  toStatus,
   currentRollback,
   readStatus,
   roundTraffic,
@@ -89,6 +109,18 @@ export interface KubeControllerOptions {
   now?: () => number;
   /** Reconcile every key again this often even without events (0 = never). Default 5 minutes. */
   resyncMs?: number;
+  /** Preflight: how far in the future the leader stamps the switch after a pass (default 2 s). */
+  switchDelayMs?: number;
+  /** Preflight: how often the run reads live traffic (default 500 ms). */
+  preflightPollMs?: number;
+}
+
+/** Pending preflight evidence is written to status at most this often (each compared request changes it). */
+const EVIDENCE_INTERVAL_MS = 2000;
+
+/** The read-only answer to every action on a replica's admin port. */
+function readOnly(action: string): MoltError {
+  return new MoltError('MOLT_ERR_FORBIDDEN', `the admin API is read-only in Kubernetes mode: ${action}`);
 }
 
 export const DEFAULT_RESYNC_MS = 5 * 60_000;
@@ -108,7 +140,7 @@ export function keyOf(raw: RawAppVersion): string {
   return typeof app === 'string' && app ? app : `#${raw.metadata.name}`;
 }
 
-export class KubeController {
+export class KubeController implements ControllerApi {
   readonly namespace: string;
   readonly identity: string;
   #o: KubeControllerOptions;
@@ -131,6 +163,15 @@ export class KubeController {
   #routes = new Map<string, VersionRouting[]>();
   #phases = new Map<string, Phase>();
   #traffic = new Map<string, number>();
+  #requests = new Map<string, { requests: number; errors: number }>();
+  /** Leader only, created at start(): the preflights of versions in Testing. */
+  #preflights: PreflightManager | null = null;
+  /** Rollout key (spec hash @ generation) of each run, so a run of an older spec is never read. */
+  #runKeys = new Map<string, string>();
+  /** Per work-queue key: the versions whose run must be kept (Testing, or a verdict not yet in status). */
+  #keepRuns = new Map<string, Set<string>>();
+  #evidenceAt = new Map<string, number>();
+  #verdictCounted = new Set<string>();
   #pendingReports = new Map<string, RollbackReport>();
   #revision = 0;
   #lastTable: RoutingTable | null = null;
@@ -226,6 +267,11 @@ export class KubeController {
     cs.on('stats', this.#onStats);
     cs.on('connected', this.#onConnected);
     cs.on('disconnected', this.#onDisconnected);
+    const deps: Omit<PreflightDeps, 'client'> = { requestTraffic: (app, limit, after) => cs.requestTraffic(app, limit, after) };
+    if (this.#log) deps.log = this.#log;
+    if (this.#o.now) deps.now = this.#o.now;
+    if (this.#o.preflightPollMs !== undefined) deps.pollMs = this.#o.preflightPollMs;
+    this.#preflights = new PreflightManager(deps, (name, run) => this.#preflightChanged(name, run));
     const all = [this.#avs, this.#deployments, this.#services, this.#slices];
     const synced = Promise.all(all.map((w) => (w.synced ? undefined : new Promise<void>((resolve) => w.once('synced', resolve)))));
     await Promise.all(all.map((w) => w.start()));
@@ -236,7 +282,7 @@ export class KubeController {
     // tables missing the apps not reconciled yet.
     for (const raw of this.#avs.list()) {
       if (raw.metadata.deletionTimestamp) continue;
-      const v = this.#routingOnly(raw);
+      const v = this.#routingOnly(raw).routing;
       if (!v) continue;
       const key = keyOf(raw);
       const list = this.#routes.get(key);
@@ -269,6 +315,10 @@ export class KubeController {
     if (this.#resyncTimer) clearInterval(this.#resyncTimer);
     this.#resyncTimer = null;
     this.#queue.stop();
+    this.#preflights?.close();
+    this.#preflights = null;
+    this.#runKeys.clear();
+    this.#keepRuns.clear();
     await this.#elector.stop({ release: opts.releaseLease !== false });
     await Promise.all([this.#avs.stop(), this.#deployments.stop(), this.#services.stop(), this.#slices.stop()]);
   }
@@ -291,6 +341,10 @@ export class KubeController {
   #leadershipStopped(reason: string): void {
     // The term's signal is already aborted (the elector fences before it emits): in-flight writes fail.
     this.#writer = null;
+    // Only the leader tests: the next leader starts the preflights of versions still Testing afresh.
+    this.#preflights?.retain(new Set());
+    this.#runKeys.clear();
+    this.#keepRuns.clear();
     if (!this.#started) return; // our own shutdown
     this.counters.leadershipLost++;
     this.#log?.warn({ identity: this.identity, reason }, 'lost leadership: leader writes fenced; continuing as a follower');
@@ -352,6 +406,7 @@ export class KubeController {
   #statsReported(m: StatsMessage): void {
     this.#o.metrics?.observeStats(m);
     for (const v of m.versions) {
+      this.#requests.set(v.versionId, { requests: v.requests, errors: v.errors });
       const t = roundTraffic(v.trafficShare);
       if (this.#traffic.get(v.versionId) === t) continue;
       this.#traffic.set(v.versionId, t);
@@ -371,11 +426,16 @@ export class KubeController {
     let requeueAfterMs: number | undefined;
     // Writers of the term current when this reconcile began: a reconcile never writes for a later term.
     const writer = this.#writer;
+    const keepRuns = new Set<string>();
+    const due = (ms: number | undefined) => {
+      if (ms !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, ms);
+    };
     for (const cached of raws) {
       try {
         const r = await this.#reconcileVersion(key, cached, writer);
         if (r.routing) versions.push(r.routing);
-        if (r.requeueAfterMs !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, r.requeueAfterMs);
+        if (r.keepRun) keepRuns.add(cached.metadata.name);
+        due(r.requeueAfterMs);
       } catch (err) {
         if (isNotLeader(err)) {
           // Leadership ended under us: the write was fenced. Not an error to retry: the next leader (maybe us
@@ -383,15 +443,27 @@ export class KubeController {
           this.counters.fencedWrites++;
           this.#log?.info({ app: key, name: cached.metadata.name }, 'leader write fenced: leadership lost');
           const fallback = this.#routingOnly(cached);
-          if (fallback) versions.push(fallback);
+          if (fallback.routing) versions.push(fallback.routing);
+          due(fallback.dueInMs);
           continue;
         }
         // Keep going with the other versions (routing must still be computed); retry the key afterwards.
         firstError ??= err;
         this.#log?.warn({ app: key, name: cached.metadata.name, err: describeError(err) }, 'reconcile of an AppVersion failed');
         const fallback = this.#routingOnly(cached);
-        if (fallback) versions.push(fallback);
+        if (fallback.routing) versions.push(fallback.routing);
+        due(fallback.dueInMs);
+        // A run whose verdict is not in status yet must survive the failed write.
+        if (this.#preflights?.get(cached.metadata.name)) keepRuns.add(cached.metadata.name);
       }
+    }
+    if (keepRuns.size) this.#keepRuns.set(key, keepRuns);
+    else this.#keepRuns.delete(key);
+    if (this.#preflights) {
+      const all = new Set<string>();
+      for (const set of this.#keepRuns.values()) for (const n of set) all.add(n);
+      this.#preflights.retain(all);
+      for (const n of this.#runKeys.keys()) if (!all.has(n)) this.#runKeys.delete(n);
     }
     if (versions.length) this.#routes.set(key, versions);
     else this.#routes.delete(key);
@@ -403,13 +475,14 @@ export class KubeController {
   }
 
   /** Routing from the cache alone (no writes): used when the writing part of a reconcile failed. */
-  #routingOnly(raw: RawAppVersion): VersionRouting | undefined {
+  #routingOnly(raw: RawAppVersion): { routing?: VersionRouting; dueInMs?: number } {
     let av: AppVersion;
     try {
       av = this.#normalize(raw);
     } catch {
-      return undefined;
+      return {};
     }
+    if (isStartupFailure(raw.metadata.generation ?? 1, readStatus(raw.status))) return {};
     return this.#routing(raw, av, this.#endpointsOf(av));
   }
 
@@ -427,24 +500,37 @@ export class KubeController {
     return [];
   }
 
-  #routing(raw: RawAppVersion, av: AppVersion, endpoints: Endpoint[]): VersionRouting | undefined {
-    if (av.spec.runtime.kind === 'process' || endpoints.length === 0) return undefined;
+  /**
+   * The version's routing, from its AppVersion alone (identical on every replica). Routed once the leader has
+   * stamped status.timestamps.serving for this generation and that instant has come: a stamp in the future
+   * (the atomic switch after a preflight) answers dueInMs instead, and the reconcile requeues itself for then.
+   */
+  #routing(raw: RawAppVersion, av: AppVersion, endpoints: Endpoint[]): { routing?: VersionRouting; dueInMs?: number } {
+    if (av.spec.runtime.kind === 'process' || endpoints.length === 0) return {};
     const gen = raw.metadata.generation ?? 1;
     const status = readStatus(raw.status);
     const rollback = currentRollback(gen, status, raw.metadata.annotations);
     const since = servingSinceOf(gen, status);
-    if (!rollback && since === undefined) return undefined; // not admitted by the leader yet
+    if (!rollback) {
+      if (since === undefined) return {}; // not admitted by the leader yet
+      // Under test or rejected by its preflight: never routed (the leader writes no serving stamp for them).
+      if (status?.phase === 'Testing' || status?.phase === 'Rejected') return {};
+      const now = this.#now();
+      if (since > now) return { dueInMs: since - now };
+    }
     return {
-      av,
-      endpoints,
-      state: rollback ? 'rolledBack' : 'serving',
-      epoch: gen,
-      servingSince: since ?? 0,
-      promoted: !rollback && raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true',
+      routing: {
+        av,
+        endpoints,
+        state: rollback ? 'rolledBack' : 'serving',
+        epoch: gen,
+        servingSince: since ?? 0,
+        promoted: !rollback && raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true',
+      },
     };
   }
 
-  async #reconcileVersion(key: string, cached: RawAppVersion, writer: KubeClients | null): Promise<{ routing?: VersionRouting; requeueAfterMs?: number }> {
+  async #reconcileVersion(key: string, cached: RawAppVersion, writer: KubeClients | null): Promise<{ routing?: VersionRouting; requeueAfterMs?: number; keepRun?: boolean }> {
     const ns = this.namespace;
     const name = cached.metadata.name;
     let raw = cached;
@@ -482,6 +568,7 @@ export class KubeController {
     const runtime = av?.spec.runtime.kind ?? 'unknown';
     const endpoints = av ? this.#endpointsOf(av) : [];
     const startup = av && leader && !rollback && av.spec.runtime.kind === 'docker' ? startupDeadline(gen, status, av.spec.healthCheck.startupTimeoutMs, endpoints.length, this.#leaderSince, this.#now()) : undefined;
+    const pf = av ? this.#preflightState(name, av, raw, gen, status, leader) : undefined;
 
     // 3. Workloads (leader only).
     let deploymentExists = false;
@@ -490,9 +577,11 @@ export class KubeController {
       const existing = this.#deployments.get(obj, ns);
       deploymentExists = !!existing;
       if (leader) {
-        const stopped = !!rollback || startup?.failed === true;
+        const rejected = status?.observedGeneration === gen && status.phase === 'Rejected' && !pf?.override;
+        const stopped = !!rollback || startup?.failed === true || rejected;
+        const keep = rejected ? av.spec.preflight?.keepFailed ?? av.spec.keepFailed : av.spec.keepFailed;
         const s = await applyService(writer.core, desiredService(av, ns), this.#services.get(obj, ns));
-        const d = await applyDeployment(writer.apps, desiredDeployment(av, ns, { rolledBack: stopped }), existing);
+        const d = await applyDeployment(writer.apps, desiredDeployment(av, ns, { rolledBack: stopped, keep }), existing);
         if (s !== 'unchanged' || d !== 'unchanged') {
           this.counters.deploymentWrites++;
           this.#log?.info({ name, service: s, deployment: d }, 'workload applied');
@@ -515,9 +604,14 @@ export class KubeController {
         promoted: raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true',
         traffic: this.#traffic.get(name),
         now: this.#now(),
+        ...(pf ? { preflight: pf.observation, preflightEvidence: pf.evidence, promoteOverride: pf.override && status?.observedGeneration === gen && status.phase === 'Rejected' } : {}),
+        ...(this.#o.switchDelayMs !== undefined ? { switchDelayMs: this.#o.switchDelayMs } : {}),
       });
       const desired = startup?.failed ? startupTimeoutStatus(computed, status, startup.message, this.#now()) : computed;
       this.#phases.set(name, desired.phase);
+      if (pf && av && desired.phase === 'Testing' && pf.observation.verdict === undefined && endpoints.length > 0) {
+        this.#ensurePreflight(name, av, gen, endpoints);
+      }
       if (!sameStatus(status, desired)) {
         try {
           await writeStatus(writer.custom, ns, name, desired, status);
@@ -533,8 +627,187 @@ export class KubeController {
       this.#phases.set(name, status.phase);
     }
 
-    const routing = av && !(startup?.failed || isStartupFailure(gen, status)) ? this.#routing(raw, av, endpoints) : undefined;
-    return { routing, requeueAfterMs: startup?.failed === false ? startup.inMs : undefined };
+    const r = av && !(startup?.failed || isStartupFailure(gen, status)) ? this.#routing(raw, av, endpoints) : {};
+    let requeueAfterMs = startup?.failed === false ? startup.inMs : undefined;
+    for (const ms of [r.dueInMs, pf?.refreshInMs]) if (ms !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? Infinity, ms);
+    // Keep the run while testing, and after its verdict until status records it (a failed write retries).
+    const keepRun = !!pf && this.#preflights?.get(name) !== undefined && (this.#phases.get(name) === 'Testing' || (storedPreflight(gen, status)?.verdict ?? 'Pending') === 'Pending');
+    return { routing: r.routing, requeueAfterMs, keepRun };
+  }
+
+  // ---- preflight (leader) ----
+
+  /**
+   * spec.preflight's state for this generation: the override (molt.dev/promoted for this generation), else the
+   * verdict durable in status, else the leader's live run; with the evidence to write. Pending evidence is
+   * refreshed at most every EVIDENCE_INTERVAL_MS (refreshInMs asks for the next look).
+   */
+  #preflightState(name: string, av: AppVersion, raw: RawAppVersion, gen: number, status: Partial<KubeStatus> | undefined, leader: boolean):
+    { observation: NonNullable<PhaseObservations['preflight']>; evidence: PreflightEvidence; override: boolean; refreshInMs?: number } | undefined {
+    if (!av.spec.preflight) return undefined;
+    const stored = storedPreflight(gen, status);
+    const live = leader ? this.#liveRun(name, av, gen) : undefined;
+    // A pass (or an earlier override) stays: promoting a version that passed only finishes its transition.
+    if (stored?.verdict === 'Pass') return { observation: { verdict: 'pass' }, evidence: stored, override: false };
+    if (stored?.verdict === 'Overridden') return { observation: { verdict: 'overridden' }, evidence: stored, override: true };
+    if (promotedFor(gen, raw.metadata.annotations)) {
+      const evidence: PreflightEvidence = {
+        ...(live?.status() ?? stored ?? emptyEvidence()),
+        verdict: 'Overridden',
+        message: 'promoted by the user past its preflight (molt.dev/promoted)',
+        reason: undefined,
+      };
+      if (leader) this.#log?.warn({ name, app: av.spec.app, version: av.spec.version }, 'preflight overridden: promoted by the user');
+      return { observation: { verdict: 'overridden' }, evidence, override: true };
+    }
+    if (stored?.verdict === 'Fail') {
+      return { observation: { verdict: 'fail', reason: stored.reason as PreflightRejectReason | undefined, message: stored.message }, evidence: stored, override: false };
+    }
+    if (live && live.outcome.verdict !== 'Pending') {
+      const o = live.outcome;
+      return { observation: o.verdict === 'Pass' ? { verdict: 'pass' } : { verdict: 'fail', reason: o.reason, message: o.message }, evidence: live.status(), override: false };
+    }
+    if (live) {
+      const now = this.#now();
+      const last = this.#evidenceAt.get(name) ?? -Infinity;
+      if (!stored || now - last >= EVIDENCE_INTERVAL_MS) {
+        this.#evidenceAt.set(name, now);
+        return { observation: {}, evidence: live.status(), override: false, refreshInMs: EVIDENCE_INTERVAL_MS };
+      }
+      return { observation: {}, evidence: stored, override: false, refreshInMs: last + EVIDENCE_INTERVAL_MS - now };
+    }
+    return { observation: {}, evidence: stored ?? { ...emptyEvidence(), message: 'runs once the version is ready' }, override: false };
+  }
+
+  /** The leader's run for this rollout, if one is going (never one of an older spec or generation). */
+  #liveRun(name: string, av: AppVersion, gen: number): PreflightRun | undefined {
+    const run = this.#preflights?.get(name);
+    return run && this.#runKeys.get(name) === `${av.specHash}@${gen}` ? run : undefined;
+  }
+
+  /** Start (or keep) the preflight of a version in Testing, compared with the app's newest routed version. */
+  #ensurePreflight(name: string, av: AppVersion, gen: number, endpoints: Endpoint[]): void {
+    if (!this.#preflights || !av.spec.preflight) return;
+    const key = `${av.specHash}@${gen}`;
+    const app = this.#lastTable?.apps.find((a) => a.name === av.spec.app);
+    const serving = app?.versions.find((v) => v.state === 'serving' && v.id !== name);
+    this.#runKeys.set(name, key);
+    this.#preflights.ensure(name, key, {
+      app: av.spec.app,
+      name,
+      version: av.spec.version,
+      endpoints,
+      serving: serving ? { name: serving.id, version: serving.version, endpoints: serving.endpoints } : null,
+    }, runConfigFrom(av.spec.preflight));
+  }
+
+  /** A run's outcome changed: metrics now, status at the next reconcile of its app. */
+  #preflightChanged(name: string, run: PreflightRun): void {
+    const { app, version } = run.target;
+    this.#o.metrics?.preflight(app, version, run.status());
+    const verdict = run.outcome.verdict;
+    if (verdict !== 'Pending' && !this.#verdictCounted.has(`${name}@${this.#runKeys.get(name)}`)) {
+      this.#verdictCounted.add(`${name}@${this.#runKeys.get(name)}`);
+      this.#o.metrics?.preflightVerdict(app, version, verdict);
+      this.#log?.info({ name, app, version, verdict, reason: run.outcome.reason, message: run.outcome.message }, 'preflight finished');
+    }
+    const key = this.#keyByName.get(name);
+    if (key) this.#queue.add(key);
+  }
+
+  // ---- ControllerApi: read-only (the admin API's read endpoints and the dashboard on every replica) ----
+
+  /** Every app from this replica's caches: phases and reasons as the leader wrote them, traffic and request
+   *  counts from this replica's own sidecar, and (top level, for debugging) this replica's Kubernetes state. */
+  status(): ControllerStatus & { identity: string; leader: boolean; namespace: string; table: RoutingTable | null; counters: KubeController['counters'] } {
+    const valid: RawAppVersion[] = [];
+    const errors: ResourceError[] = [];
+    for (const raw of this.#avs.list()) {
+      if (raw.metadata.deletionTimestamp) continue;
+      try {
+        this.#normalize(raw);
+        valid.push(raw);
+      } catch (err) {
+        const list = (err as { errors?: Array<{ toString(): string }> }).errors;
+        const message = list?.length ? list.map((e) => e.toString()).join('; ') : (err as Error).message;
+        errors.push({ source: `kubernetes:${this.namespace}/${raw.metadata.name}`, message, code: 'MOLT_ERR_VALIDATION' });
+      }
+    }
+    const st = toStatus(valid as Parameters<typeof toStatus>[0]);
+    const apps: AppStatus[] = st.apps.map((a) => ({ ...a, versions: a.versions.map((v) => this.#enrich(v)) }));
+    return {
+      sidecarConnected: this.#o.controlServer.connected,
+      routingRevision: this.#lastTable?.revision ?? 0,
+      apps,
+      errors,
+      identity: this.identity,
+      leader: this.isLeader,
+      namespace: this.namespace,
+      table: this.#lastTable,
+      counters: this.counters,
+    };
+  }
+
+  #enrich(v: VersionStatus): VersionStatus {
+    const raw = this.#avs.get(v.name, this.namespace);
+    let endpoints: Endpoint[] = [];
+    try {
+      if (raw) endpoints = this.#endpointsOf(this.#normalize(raw));
+    } catch { /* listed as valid a moment ago */ }
+    const inTable = this.#lastTable?.apps.some((a) => a.versions.some((x) => x.id === v.name && x.state === 'serving')) ?? false;
+    const share = this.#traffic.get(v.name);
+    const counts = this.#requests.get(v.name);
+    const out: VersionStatus = { ...v, endpoints, requests: counts?.requests ?? 0, errors: counts?.errors ?? 0 };
+    if (share !== undefined) out.traffic = inTable ? share : 0;
+    // The leader's live run is fresher than the (throttled) evidence in status.
+    const run = this.#preflights?.get(v.name);
+    if (run && this.#runKeys.has(v.name) && v.phase === 'Testing' && (!v.preflight || v.preflight.verdict === 'Pending')) out.preflight = run.status();
+    return out;
+  }
+
+  getResource(name: string): { resource: unknown; status: VersionStatus | undefined } | undefined {
+    const raw = this.#avs.get(name, this.namespace);
+    if (!raw || raw.metadata.deletionTimestamp) return undefined;
+    const status = this.status().apps.flatMap((a) => a.versions).find((v) => v.name === name);
+    return { resource: { apiVersion: raw.apiVersion, kind: raw.kind, metadata: raw.metadata, spec: raw.spec }, status };
+  }
+
+  applyResource(): Promise<{ created: boolean; name: string }> {
+    return Promise.reject(readOnly('apply AppVersions with kubectl apply -f FILE'));
+  }
+
+  deleteResource(name: string): Promise<void> {
+    return Promise.reject(readOnly(`delete AppVersions with kubectl delete appversion ${name}`));
+  }
+
+  promote(app: string, version?: string): Promise<VersionStatus> {
+    return Promise.reject(readOnly(`promote with kubectl molt promote ${app}${version ? ` ${version}` : ' [VERSION]'}`));
+  }
+
+  rollback(app: string): Promise<VersionStatus> {
+    return Promise.reject(readOnly(`roll back with kubectl molt rollback ${app}`));
+  }
+
+  /** This replica's sidecar's recording of an app, redacted, as HAR 1.2 (a read, so allowed here). */
+  async trafficHar(app: string, limit: number): Promise<Har> {
+    const avs: AppVersion[] = [];
+    for (const raw of this.#avs.list()) {
+      if (keyOf(raw) !== app) continue;
+      try {
+        avs.push(this.#normalize(raw));
+      } catch { /* invalid: no redaction settings to read */ }
+    }
+    if (avs.length === 0) throw new MoltError('MOLT_ERR_NOT_FOUND', `no app named "${app}"`);
+    const redact = { headers: [] as string[], queryParams: [] as string[], keep: [] as string[] };
+    for (const av of avs) {
+      const r = av.spec.preflight?.redact;
+      if (!r) continue;
+      redact.headers.push(...r.headers);
+      redact.queryParams.push(...r.queryParams);
+      redact.keep.push(...r.keep);
+    }
+    const answer = await this.#o.controlServer.requestTraffic(app, limit);
+    return trafficToHar(answer, avs[0]!.spec.hosts?.[0] ?? app, redact);
   }
 
   #publish(): void {
@@ -608,6 +881,10 @@ export function startupTimeoutStatus(computed: KubeStatus, previous: Partial<Kub
     return { ...c, status: 'False' as const, reason: STARTUP_TIMEOUT_REASON, message, lastTransitionTime: since };
   });
   return { ...computed, phase: 'Failed', reason: STARTUP_TIMEOUT_REASON, message, traffic: 0, timestamps, conditions };
+}
+
+function emptyEvidence(): PreflightEvidence {
+  return { verdict: 'Pending', compared: 0, mismatched: 0, errors: 0, dropped: 0, skipped: 0, topMismatches: [], latency: { oldP50: null, oldP95: null, newP50: null, newP95: null }, message: '' };
 }
 
 function countPhases(phases: Map<string, Phase>): Partial<Record<Phase, number>> {

@@ -89,17 +89,18 @@ function container(av: AppVersion, d: DockerRuntime): V1Container {
 }
 
 /**
- * The Deployment for a docker-runtime AppVersion. `rolledBack` (and not keepFailed) scales it to zero:
+ * The Deployment for a docker-runtime AppVersion. `rolledBack` (and not keepFailed, or `keep` when given:
+ * a Rejected version follows spec.preflight.keepFailed) scales it to zero:
  * the sidecar no longer routes there, so the pods only cost resources.
  * Docker-only settings without a Kubernetes meaning (binds, links, volumesFrom, portBindings, hostname,
  * checkForNewImages) are ignored; anonymous volumes become emptyDir volumes.
  */
-export function desiredDeployment(av: AppVersion, namespace: string, opts: { rolledBack: boolean }): V1Deployment {
+export function desiredDeployment(av: AppVersion, namespace: string, opts: { rolledBack: boolean; keep?: boolean }): V1Deployment {
   if (av.spec.runtime.kind !== 'docker') throw new Error(`${av.metadata.name}: not a docker runtime`);
   const d = av.spec.runtime.docker;
   const name = objectName(av.metadata.name);
   const labels = labelsFor(av);
-  const replicas = opts.rolledBack && !av.spec.keepFailed ? 0 : d.replicas;
+  const replicas = opts.rolledBack && !(opts.keep ?? av.spec.keepFailed) ? 0 : d.replicas;
   const dep: V1Deployment = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',

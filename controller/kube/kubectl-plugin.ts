@@ -8,12 +8,9 @@ import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { CustomObjectsApi as CustomObjectsApiClass } from '@kubernetes/client-node';
 import { parseCommandLine } from '../../common/args.js';
 import { MoltError, MoltValidationErrors } from '../../common/errors.js';
-import { compareVersions } from '../../common/version-order.js';
-import type { AppStatus, ControllerStatus, VersionStatus } from '../controller-api.js';
-import { isPhase } from '../phase.js';
 import { formatApp, formatStatus, watch } from '../cli.js';
 import { GROUP, loadKubeConfig, MERGE_PATCH, PLURAL, resolveNamespace, VERSION } from './client.js';
-import { parseRollbackReport, PROMOTED_ANNOTATION, ROLLBACK_ANNOTATION, type RollbackReport } from './status.js';
+import { parseRollbackReport, PROMOTED_ANNOTATION, PROMOTED_GENERATION_ANNOTATION, ROLLBACK_ANNOTATION, toStatus, type AppVersionView as AV, type RollbackReport } from './status.js';
 
 export const KUBECTL_MOLT_HELP = `Usage: kubectl molt <command> [flags]
 
@@ -31,47 +28,7 @@ Flags:
   -w, --watch              status: redraw every second until Ctrl-C
 `;
 
-interface AV {
-  metadata: { name: string; generation?: number; annotations?: Record<string, string> };
-  spec: { app: string; version: string; hosts?: string[]; transition?: { mode?: string } };
-  status?: { phase?: string; traffic?: unknown; reason?: string; message?: string; timestamps?: Record<string, string>; observedGeneration?: number };
-}
-
-function traffic(v: unknown): number {
-  if (typeof v === 'number') return v;
-  if (typeof v === 'string' && /^\d+(\.\d+)?%$/.test(v)) return Number(v.slice(0, -1)) / 100;
-  return 0;
-}
-
-/** AppVersions as the status view `molt status` prints (newest first per app). */
-export function toStatus(items: AV[]): ControllerStatus {
-  const apps = new Map<string, AppStatus>();
-  for (const av of items) {
-    let app = apps.get(av.spec.app);
-    if (!app) apps.set(av.spec.app, (app = { app: av.spec.app, hosts: [], versions: [] }));
-    for (const h of av.spec.hosts ?? []) if (!app.hosts.includes(h)) app.hosts.push(h);
-    const st = av.status ?? {};
-    const current = st.observedGeneration === undefined || st.observedGeneration === av.metadata.generation;
-    const v: VersionStatus = {
-      name: av.metadata.name,
-      app: av.spec.app,
-      version: av.spec.version,
-      mode: av.spec.transition?.mode ?? 'INSTANT',
-      phase: current && isPhase(st.phase) ? st.phase : 'Pending',
-      traffic: traffic(st.traffic),
-      reason: current ? st.reason ?? '' : 'Created',
-      message: current ? st.message ?? '' : 'the controller has not seen this generation yet',
-      source: 'kubernetes',
-      endpoints: [],
-      timestamps: st.timestamps ?? {},
-      requests: 0,
-      errors: 0,
-    };
-    app.versions.push(v);
-  }
-  for (const a of apps.values()) a.versions.sort((x, y) => compareVersions(y.version, x.version));
-  return { sidecarConnected: true, routingRevision: 0, apps: [...apps.values()].sort((a, b) => (a.app < b.app ? -1 : 1)), errors: [] };
-}
+export { toStatus };
 
 const TERMINAL = new Set(['RolledBack', 'Failed', 'Rejected']);
 
@@ -126,7 +83,13 @@ export async function runKubectlMolt(argv: string[], out: (s: string) => void = 
       for (const av of items) {
         const want = av.metadata.name === target.name;
         const has = av.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true';
-        if (want !== has) await annotate(api, namespace, av.metadata.name, { [PROMOTED_ANNOTATION]: want ? 'true' : null });
+        const gen = av.metadata.annotations?.[PROMOTED_GENERATION_ANNOTATION];
+        // The generation tag limits a preflight override to the spec promoted: a later spec change tests again.
+        if (want && (!has || gen !== String(av.metadata.generation ?? 1))) {
+          await annotate(api, namespace, av.metadata.name, { [PROMOTED_ANNOTATION]: 'true', [PROMOTED_GENERATION_ANNOTATION]: String(av.metadata.generation ?? 1) });
+        } else if (!want && (has || gen !== undefined)) {
+          await annotate(api, namespace, av.metadata.name, { [PROMOTED_ANNOTATION]: null, [PROMOTED_GENERATION_ANNOTATION]: null });
+        }
       }
       out(`${app}: ${target.name} (version ${target.version}) promoted\n`);
       return 0;
@@ -145,7 +108,7 @@ export async function runKubectlMolt(argv: string[], out: (s: string) => void = 
         return 0;
       }
       const report: RollbackReport = { epoch: av.metadata.generation ?? 1, reason: `manual rollback (kubectl molt, ${os.userInfo().username})`, at: new Date().toISOString(), by: 'kubectl-molt' };
-      await annotate(api, namespace, av.metadata.name, { [ROLLBACK_ANNOTATION]: JSON.stringify(report), [PROMOTED_ANNOTATION]: null });
+      await annotate(api, namespace, av.metadata.name, { [ROLLBACK_ANNOTATION]: JSON.stringify(report), [PROMOTED_ANNOTATION]: null, [PROMOTED_GENERATION_ANNOTATION]: null });
       out(`${app}: ${av.metadata.name} (version ${av.spec.version}) rolled back\n`);
       return 0;
     }

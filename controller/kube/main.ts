@@ -1,6 +1,14 @@
 // `molt controller --kubernetes`: the Kubernetes-mode controller process. Starts the control socket the
-// sidecar (a second container in the same pod) connects to, a small admin server (/healthz, /readyz,
-// /metrics), and the KubeController. SIGTERM/SIGINT release the Lease so another replica takes over at once.
+// sidecar (a second container in the same pod) connects to, the admin port, and the KubeController.
+// SIGTERM/SIGINT release the Lease so another replica takes over at once.
+//
+// The admin port: /healthz, /readyz and /metrics answer any Host (kubelet probes, Prometheus scrapes of the
+// pod IP); everything else is the admin API (controller/admin-api.ts) over this replica's caches, read-only:
+// /status, /apps/{app}/traffic.har, /appversions/{name}, and the dashboard at /ui with its event stream.
+// Actions (promote, rollback, apply, delete) answer 403 naming the kubectl command to use: in Kubernetes
+// mode the AppVersions are the desired state, and kubectl (`kubectl molt promote/rollback`) changes them.
+// The admin API's own rules apply: without a token only loopback Host names are served (reach it with
+// `kubectl port-forward`).
 
 import http from 'node:http';
 import os from 'node:os';
@@ -10,6 +18,7 @@ import { parseCommandLine, parseHostPort } from '../../common/args.js';
 import { ControlServer } from '../control-server.js';
 import { MoltError } from '../../common/errors.js';
 import { createLogger, LOG_LEVELS } from '../../common/logger.js';
+import { createAdminServer } from '../admin-api.js';
 import { MoltMetrics } from '../metrics.js';
 import { warmValidator } from '../load.js';
 import { loadKubeConfig, resolveNamespace } from './client.js';
@@ -25,7 +34,9 @@ Flags:
   --namespace NS          namespace to watch (default: the pod's namespace, else the kubeconfig context's)
   --kubeconfig FILE       kubeconfig (default: $KUBECONFIG, ~/.kube/config, else in-cluster service account)
   --control SOCKET        control socket for the sidecar (default /var/run/molt/control.sock)
-  --admin HOST:PORT       /healthz, /readyz and /metrics (default 0.0.0.0:9090; "off" to disable)
+  --admin HOST:PORT       /healthz, /readyz, /metrics, and the read-only admin API and dashboard (/status,
+                          /ui) for loopback Host names, e.g. through kubectl port-forward
+                          (default 0.0.0.0:9090; "off" to disable)
   --identity NAME         this replica's Lease identity (default $POD_NAME, else the host name)
   --lease-name NAME       Lease object name (default molt-controller)
   --lease-duration DUR    Lease duration, at least 1s (default 15s); renewals every 2/15 of it, step down after 2/3
@@ -89,12 +100,17 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
   let ready = false;
   let admin: http.Server | null = null;
   let adminAddress: AddressInfo | null = null;
-  if (adminAddr) {
+  // The admin API never listens itself: this server hands it every request but the probes and metrics.
+  const api = adminAddr ? createAdminServer({ controller, metrics, log, dashboard: { readOnly: true } }) : null;
+  if (adminAddr && api) {
     const { host, port } = adminAddr;
     admin = http.createServer((req, res) => {
       const url = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET') {
-        res.writeHead(405).end();
+      const probe = url === '/healthz' || url === '/readyz' || url === '/metrics';
+      if (!probe) {
+        api.emit('request', req, res);
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { Allow: 'GET, HEAD' }).end();
       } else if (url === '/healthz') {
         res.writeHead(200, { 'Content-Type': 'text/plain' }).end('ok\n');
       } else if (url === '/readyz') {
@@ -104,11 +120,6 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
           (text) => res.writeHead(200, { 'Content-Type': metrics.contentType }).end(text),
           (err) => res.writeHead(500).end(String(err)),
         );
-      } else if (url === '/status') {
-        const body = JSON.stringify({ identity: controller.identity, leader: controller.isLeader, namespace, table: controller.table, counters: controller.counters });
-        res.writeHead(200, { 'Content-Type': 'application/json' }).end(body);
-      } else {
-        res.writeHead(404).end();
       }
     });
     const server = admin;
@@ -117,6 +128,7 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
       server.listen(port, host, () => { server.off('error', reject); resolve(); });
     });
     adminAddress = server.address() as AddressInfo;
+    api.emit('listening'); // starts the dashboard's status sampler (createAdminServer starts it on 'listening')
   }
 
   log.info({ namespace, identity: controller.identity, control: control.socketPath, admin: adminAddress }, 'starting Kubernetes-mode controller');
@@ -128,6 +140,8 @@ export async function startKubeController(argv: string[], log?: Logger): Promise
     (stopping ??= (async () => {
       await controller.stop({ releaseLease: true });
       await control.close();
+      // Ends the dashboard's event streams and its sampler first: open streams would hold admin.close() forever.
+      api?.close(() => undefined);
       if (admin) await new Promise<void>((resolve) => admin!.close(() => resolve()));
     })());
   return { controller, control, admin, adminAddress, shutdown };

@@ -15,10 +15,19 @@
 
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { computePhase, isPhase, type Phase, type PhaseObservations, type PhaseStatus } from '../phase.js';
+import type { PreflightEvidence } from '../preflight.js';
+import type { AppStatus, ControllerStatus, VersionStatus } from '../controller-api.js';
+import { compareVersions } from '../../common/version-order.js';
 import { GROUP, MERGE_PATCH, PLURAL, VERSION } from './client.js';
 
 export const ROLLBACK_ANNOTATION = 'molt.dev/rollback';
 export const PROMOTED_ANNOTATION = 'molt.dev/promoted';
+/** metadata.generation the molt.dev/promoted annotation was written for (`kubectl molt promote`). With it, the
+ *  annotation overrides only that generation's preflight; without it (annotated by hand), every generation's. */
+export const PROMOTED_GENERATION_ANNOTATION = 'molt.dev/promoted-generation';
+
+/** Default delay between the leader's preflight pass and the atomic switch (status.timestamps.serving). */
+export const DEFAULT_SWITCH_DELAY_MS = 2000;
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -39,8 +48,11 @@ export interface KubeStatus {
   message: string;
   observedGeneration: number;
   conditions: Condition[];
-  /** ISO times of phase changes in this generation: created, ready, serving, promoted, rolledBack, failed. */
+  /** ISO times of phase changes in this generation: created, ready, testing, serving, promoted, rolledBack,
+   *  failed, rejected. After a preflight, `serving` is the atomic switch time, a little in the future when written. */
   timestamps: Record<string, string>;
+  /** spec.preflight's verdict and evidence for this generation (absent without a preflight). */
+  preflight?: PreflightEvidence;
 }
 
 export interface RollbackReport {
@@ -113,6 +125,13 @@ export interface StatusInput {
   startup?: PhaseObservations['startup'];
   /** spec.preflight's state (issue 11); absent = no preflight. */
   preflight?: PhaseObservations['preflight'];
+  /** The evidence to show in status.preflight (with `preflight`). */
+  preflightEvidence?: PreflightEvidence;
+  /** The user promoted this version past its preflight: re-admits a Rejected one. */
+  promoteOverride?: boolean;
+  /** With a preflight: the switch to serving is stamped this far in the future, so that every replica adds
+   *  the version to its table at the same instant (default DEFAULT_SWITCH_DELAY_MS). */
+  switchDelayMs?: number;
 }
 
 function iso(ms: number): string {
@@ -159,12 +178,17 @@ export function computeStatus(i: StatusInput): KubeStatus {
     readyEndpoints: i.readyEndpoints,
     startup: i.startup,
     preflight: i.preflight,
+    promoteOverride: i.promoteOverride,
     routed: { promoted: i.promoted },
   });
   const routable = ready && (phase === 'Serving' || phase === 'Promoted');
   if (ready && (routable || phase === 'Testing')) timestamps.ready ??= iso(i.now);
-  // The serving stamp admits the version to every replica's routing table (kube/controller.ts).
-  if (routable) timestamps.serving ??= iso(i.now);
+  if (phase === 'Testing') timestamps.testing ??= iso(i.now);
+  if (prev?.phase === 'Rejected' && phase !== 'Rejected') delete timestamps.rejected; // re-admitted by the user
+  // The serving stamp admits the version to every replica's routing table (kube/controller.ts). After a
+  // preflight it is the atomic switch: stamped a little in the future, every replica switches at that instant
+  // (a requeue-after), not when its watch happens to deliver this status.
+  if (routable) timestamps.serving ??= iso(i.now + (i.preflight ? i.switchDelayMs ?? DEFAULT_SWITCH_DELAY_MS : 0));
   if (phase === 'Promoted') timestamps.promoted ??= iso(i.now);
   if (phase === 'RolledBack') timestamps.rolledBack ??= i.rollback?.at || iso(i.now);
   if (phase === 'Failed') timestamps.failed ??= iso(i.now);
@@ -183,7 +207,27 @@ export function computeStatus(i: StatusInput): KubeStatus {
       : condition(prevConds, 'RolledBack', 'False', 'NotRolledBack', 'no failure reported for this generation', g, i.now),
   ];
   const traffic = !routable ? 0 : i.traffic !== undefined ? roundTraffic(i.traffic) : typeof cur?.traffic === 'number' && sameGen ? cur.traffic : 0;
-  return { phase, traffic, reason, message, observedGeneration: g, conditions, timestamps };
+  const out: KubeStatus = { phase, traffic, reason, message, observedGeneration: g, conditions, timestamps };
+  if (i.preflight) {
+    const kept = sameGen && cur?.preflight && typeof cur.preflight === 'object' ? cur.preflight : undefined;
+    const evidence = i.preflightEvidence ?? kept;
+    if (evidence) out.preflight = evidence;
+  }
+  return out;
+}
+
+/** The preflight verdict stored in status for this generation (what every replica and `kubectl molt` see). */
+export function storedPreflight(generation: number, status: Partial<KubeStatus> | undefined): PreflightEvidence | undefined {
+  if (!status || status.observedGeneration !== generation) return undefined;
+  const p = status.preflight;
+  return p && typeof p === 'object' ? p : undefined;
+}
+
+/** The molt.dev/promoted annotation applies to this generation (see PROMOTED_GENERATION_ANNOTATION). */
+export function promotedFor(generation: number, annotations: Record<string, string> | undefined): boolean {
+  if (annotations?.[PROMOTED_ANNOTATION] !== 'true') return false;
+  const g = annotations[PROMOTED_GENERATION_ANNOTATION];
+  return g === undefined || Number(g) === generation;
 }
 
 /** Equal for writing purposes (field order does not matter). */
@@ -207,12 +251,20 @@ function canonical(v: unknown): string {
 /** Write status through the status subresource (merge patch; arrays and the timestamps map are replaced
  *  whole because every key is sent, stale keys as null). Returns the updated object. */
 export async function writeStatus(api: CustomObjectsApi, namespace: string, name: string, status: KubeStatus, previous: Partial<KubeStatus> | undefined): Promise<unknown> {
-  const timestamps: Record<string, string | null> = { ...status.timestamps };
-  for (const k of Object.keys(previous?.timestamps ?? {})) if (!(k in timestamps)) timestamps[k] = null;
+  const body: Record<string, unknown> = { ...status, timestamps: withNulls(status.timestamps, previous?.timestamps) };
+  if (status.preflight) body.preflight = withNulls(status.preflight as unknown as Record<string, unknown>, previous?.preflight as Record<string, unknown> | undefined);
+  for (const k of Object.keys(previous ?? {})) if (!(k in body)) body[k] = null;
   return api.patchNamespacedCustomObjectStatus(
-    { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status: { ...status, timestamps } } },
+    { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status: body } },
     MERGE_PATCH,
   );
+}
+
+/** `next` with every key only `previous` has set to null (a merge patch removes those). */
+function withNulls<T>(next: Record<string, T>, previous: Record<string, unknown> | undefined): Record<string, T | null> {
+  const out: Record<string, T | null> = { ...next };
+  if (previous && typeof previous === 'object') for (const k of Object.keys(previous)) if (!(k in out) || out[k] === undefined) out[k] = null;
+  return out;
 }
 
 /** Record a rollback report on the AppVersion (metadata only: does not bump generation). */
@@ -221,4 +273,50 @@ export async function writeRollbackReport(api: CustomObjectsApi, namespace: stri
     { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { metadata: { annotations: { [ROLLBACK_ANNOTATION]: JSON.stringify(report) } } } },
     MERGE_PATCH,
   );
+}
+
+// ---- the status view (`kubectl molt status`, the admin API and dashboard of every replica) ----
+
+/** What toStatus reads of an AppVersion. */
+export interface AppVersionView {
+  metadata: { name: string; generation?: number; annotations?: Record<string, string> };
+  spec: { app: string; version: string; hosts?: string[]; transition?: { mode?: string } };
+  status?: { phase?: string; traffic?: unknown; reason?: string; message?: string; timestamps?: Record<string, string>; observedGeneration?: number; preflight?: unknown };
+}
+
+function trafficOf(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && /^\d+(\.\d+)?%$/.test(v)) return Number(v.slice(0, -1)) / 100;
+  return 0;
+}
+
+/** AppVersions as the status view `molt status` prints (newest first per app), with status.preflight. */
+export function toStatus(items: AppVersionView[]): ControllerStatus {
+  const apps = new Map<string, AppStatus>();
+  for (const av of items) {
+    let app = apps.get(av.spec.app);
+    if (!app) apps.set(av.spec.app, (app = { app: av.spec.app, hosts: [], versions: [] }));
+    for (const h of av.spec.hosts ?? []) if (!app.hosts.includes(h)) app.hosts.push(h);
+    const st = av.status ?? {};
+    const current = st.observedGeneration === undefined || st.observedGeneration === av.metadata.generation;
+    const v: VersionStatus = {
+      name: av.metadata.name,
+      app: av.spec.app,
+      version: av.spec.version,
+      mode: av.spec.transition?.mode ?? 'INSTANT',
+      phase: current && isPhase(st.phase) ? st.phase : 'Pending',
+      traffic: trafficOf(st.traffic),
+      reason: current ? st.reason ?? '' : 'Created',
+      message: current ? st.message ?? '' : 'the controller has not seen this generation yet',
+      source: 'kubernetes',
+      endpoints: [],
+      timestamps: st.timestamps ?? {},
+      requests: 0,
+      errors: 0,
+    };
+    if (current && st.preflight && typeof st.preflight === 'object') v.preflight = st.preflight as PreflightEvidence;
+    app.versions.push(v);
+  }
+  for (const a of apps.values()) a.versions.sort((x, y) => compareVersions(y.version, x.version));
+  return { sidecarConnected: true, routingRevision: 0, apps: [...apps.values()].sort((a, b) => (a.app < b.app ? -1 : 1)), errors: [] };
 }

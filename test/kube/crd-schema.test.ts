@@ -40,6 +40,12 @@ test('the example AppVersions are admitted by the CRD unchanged (nothing pruned,
   assert.ok(n >= 2);
 });
 
+const evidence = {
+  compared: 4, mismatched: 1, errors: 0, dropped: 0, skipped: 0,
+  topMismatches: [{ path: '$.items[*].price', count: 1, examples: [{ old: '5', new: '51' }] }],
+  latency: { oldP50: 1.2, oldP95: 2.5, newP50: 1.3, newP95: 2.75 },
+};
+
 test('every status molt writes survives the CRD\'s pruning and validation unchanged', () => {
   const now = Date.parse('2030-01-01T00:00:00Z');
   const base: StatusInput = { generation: 2, current: undefined, runtime: 'docker', deploymentExists: true, readyEndpoints: 0, rollback: undefined, promoted: false, traffic: undefined, now };
@@ -52,7 +58,13 @@ test('every status molt writes survives the CRD\'s pruning and validation unchan
     computeStatus({ ...base, readyEndpoints: 1, rollback: { reason: 'status 503', at: '2030-01-01T00:00:02.000Z' } }),
     computeStatus({ ...base, invalid: 'spec.app: required' }),
     startupTimeoutStatus(starting, starting, 'no instance became ready within 60s', now + 61_000),
+    // Preflight (issue 11): Testing with pending evidence, Rejected with the evidence, a pass and an override.
+    computeStatus({ ...base, readyEndpoints: 1, preflight: {}, preflightEvidence: { ...evidence, verdict: 'Pending', message: '3 of 100 request(s) compared so far' } }),
+    computeStatus({ ...base, readyEndpoints: 1, preflight: { verdict: 'fail', reason: 'PreflightMismatch', message: '1 of 4 differed' }, preflightEvidence: { ...evidence, verdict: 'Fail', reason: 'PreflightMismatch', message: '1 of 4 differed' } }),
+    computeStatus({ ...base, readyEndpoints: 1, preflight: { verdict: 'pass' }, preflightEvidence: { ...evidence, verdict: 'Pass', message: 'first version', hooksOnly: true, latency: { oldP50: null, oldP95: null, newP50: null, newP95: null } } }),
+    computeStatus({ ...base, readyEndpoints: 1, preflight: { verdict: 'overridden' }, preflightEvidence: { ...evidence, verdict: 'Overridden', message: 'promoted by the user past its preflight (molt.dev/promoted)' } }),
   ];
+  assert.deepEqual(statuses.slice(-4).map((s) => s.phase), ['Testing', 'Rejected', 'Serving', 'Serving']);
   for (const status of statuses) {
     const av = { ...dockerAV('s', 'shop', '1.0.0'), status };
     const { obj, errors } = admit(av);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ControlServer } from '../../controller/control-server.js';
 import { KubeController, type KubeControllerOptions } from '../../controller/kube/controller.js';
-import { PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type StatsMessage } from '../../common/protocol.js';
+import { PROTOCOL_VERSION, type FailureMessage, type RoutingTable, type StatsMessage, type WireExchange } from '../../common/protocol.js';
 import { FakeApiServer } from './fake-apiserver.js';
 
 export const NS = 'molt-test';
@@ -29,9 +29,15 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false |
   }
 }
 
-/** A sidecar double: speaks the control protocol, records tables, can report failures and stats. */
+/** A sidecar double: speaks the control protocol, records tables (with the time each arrived), can report
+ *  failures and stats, and answers traffic requests from `recording` (one recorder, "0"). */
 export class FakeSidecar {
   tables: RoutingTable[] = [];
+  /** Date.now() when each table arrived, index for index with `tables`. */
+  arrivals: number[] = [];
+  /** Recorded exchanges per app, oldest first; seq is their position + 1. */
+  recording = new Map<string, WireExchange[]>();
+  trafficRequests = 0;
   #socket: net.Socket | null = null;
   #buf = '';
 
@@ -52,7 +58,14 @@ export class FakeSidecar {
         const msg = JSON.parse(line);
         if (msg.type === 'routes') {
           this.tables.push(msg.table);
+          this.arrivals.push(Date.now());
           this.#send({ type: 'ack', revision: msg.table.revision });
+        } else if (msg.type === 'traffic-request') {
+          this.trafficRequests++;
+          const after = msg.after?.['0'] ?? 0;
+          const all = (this.recording.get(msg.app) ?? []).map((e, i) => ({ ...e, recorder: '0', seq: i + 1 }));
+          const fresh = all.filter((e) => e.seq > after);
+          this.#send({ type: 'traffic', id: msg.id, app: msg.app, exchanges: fresh.slice(-msg.limit), cursor: { '0': all.length }, recorded: all.length, skipped: 0 });
         }
       }
     });
@@ -159,7 +172,43 @@ export function endpointSlice(service: string, endpoints: Array<{ ip: string; re
   };
 }
 
+/** A recorded exchange as the sidecar would report it (bodies are text here, base64 on the wire). */
+export function exchange(method: string, target: string, response: { status: number; body: string; contentType?: string }): WireExchange {
+  return {
+    recorder: '0',
+    seq: 0,
+    startedAt: Date.now(),
+    durationMicros: 1000,
+    request: { method, target, httpVersion: '1.1', headers: [['host', 'shop.example']], body: '', bodyTruncated: false },
+    response: {
+      status: response.status,
+      statusText: 'OK',
+      httpVersion: '1.1',
+      headers: [['content-type', response.contentType ?? 'application/json']],
+      body: Buffer.from(response.body).toString('base64'),
+      bodyTruncated: false,
+    },
+  };
+}
+
 export function versionsOf(t: RoutingTable | null | undefined, app: string): Array<{ id: string; state: string; endpoints: string[]; mode: string }> {
   const a = t?.apps.find((x) => x.name === app);
   return (a?.versions ?? []).map((v) => ({ id: v.id, state: v.state, endpoints: v.endpoints.map((e) => `${e.host}:${e.port}`), mode: v.transition.mode }));
+}
+
+/** A kubeconfig file pointing at the fake apiserver (for startKubeController's --kubeconfig). */
+export function writeKubeconfig(server: FakeApiServer, file: string): void {
+  const o = server.kubeConfigOptions() as {
+    currentContext: string;
+    clusters: Array<{ name: string; server: string }>;
+    users: Array<{ name: string; token: string }>;
+    contexts: Array<{ name: string; cluster: string; user: string }>;
+  };
+  const doc = {
+    apiVersion: 'v1', kind: 'Config', 'current-context': o.currentContext,
+    clusters: o.clusters.map((c) => ({ name: c.name, cluster: { server: c.server, 'insecure-skip-tls-verify': true } })),
+    users: o.users.map((u) => ({ name: u.name, user: { token: u.token } })),
+    contexts: o.contexts.map((c) => ({ name: c.name, context: { cluster: c.cluster, user: c.user } })),
+  };
+  fs.writeFileSync(file, JSON.stringify(doc)); // JSON is YAML
 }

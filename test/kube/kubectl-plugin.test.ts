@@ -9,7 +9,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { FakeApiServer } from './fake-apiserver.js';
 import { NS, replica, serversAV, waitFor } from './helpers.js';
-import { PROMOTED_ANNOTATION, ROLLBACK_ANNOTATION } from '../../controller/kube/status.js';
+import { PROMOTED_ANNOTATION, PROMOTED_GENERATION_ANNOTATION, ROLLBACK_ANNOTATION } from '../../controller/kube/status.js';
 import { FIXTURES } from '../helpers/molt.js';
 
 const BIN_DIR = path.resolve(FIXTURES, '../../bin');
@@ -74,6 +74,8 @@ test('kubectl molt status, promote and rollback', { skip }, async (t) => {
   const p = await kubectlMolt(kc, ['promote', 'shop']);
   assert.equal(p.code, 0, p.err);
   assert.equal(server.get('appversions', NS, 'shop-v2')!.metadata.annotations?.[PROMOTED_ANNOTATION], 'true');
+  // Tagged with the generation promoted: a later spec change is tested again (preflight).
+  assert.equal(server.get('appversions', NS, 'shop-v2')!.metadata.annotations?.[PROMOTED_GENERATION_ANNOTATION], '1');
   await waitFor('v2 promoted by the leader', () => server.get('appversions', NS, 'shop-v2')?.status?.phase === 'Promoted');
 
   const rb = await kubectlMolt(kc, ['rollback', 'shop']);
@@ -81,6 +83,7 @@ test('kubectl molt status, promote and rollback', { skip }, async (t) => {
   const report = JSON.parse(server.get('appversions', NS, 'shop-v2')!.metadata.annotations![ROLLBACK_ANNOTATION]!);
   assert.equal(report.epoch, 1);
   assert.match(report.reason, /manual rollback \(kubectl molt/);
+  assert.equal(server.get('appversions', NS, 'shop-v2')!.metadata.annotations?.[PROMOTED_GENERATION_ANNOTATION], undefined);
   await waitFor('v2 rolled back by the leader', () => server.get('appversions', NS, 'shop-v2')?.status?.phase === 'RolledBack');
   const after = await kubectlMolt(kc, ['status', 'shop']);
   assert.match(after.out, /2\.0\.0 {2}shop-v2 {2}GRADUAL {2}RolledBack/);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { normalizeAppVersion } from '../../controller/load.js';
 import { desiredDeployment, desiredService, objectName, readyEndpoints } from '../../controller/kube/deployments.js';
-import { computeStatus, currentRollback, sameStatus, servingSinceOf, type StatusInput } from '../../controller/kube/status.js';
+import { computeStatus, currentRollback, promotedFor, sameStatus, servingSinceOf, type StatusInput } from '../../controller/kube/status.js';
 import { WorkQueue } from '../../controller/kube/queue.js';
 import { applyJsonPatch, mergePatch, parseSelector } from './fake-apiserver.js';
 import { dockerAV, endpointSlice, waitFor } from './helpers.js';
@@ -88,6 +88,36 @@ test('computeStatus: phases, conditions with stable lastTransitionTime, serving 
   assert.equal(newGen.phase, 'Starting');
   assert.equal(newGen.timestamps.serving, undefined);
   assert.equal(computeStatus({ ...base, invalid: 'spec.app: required' }).phase, 'Failed');
+});
+
+test('computeStatus with a preflight: Testing has no serving stamp; a pass stamps the switch switchDelayMs ahead; Rejected until the user overrides', () => {
+  const now = Date.parse('2030-01-01T00:00:00Z');
+  const base: StatusInput = { generation: 1, current: undefined, runtime: 'servers', deploymentExists: false, readyEndpoints: 1, rollback: undefined, promoted: false, traffic: undefined, now };
+  const testing = computeStatus({ ...base, preflight: {} });
+  assert.equal(testing.phase, 'Testing');
+  assert.equal(testing.timestamps.serving, undefined, 'never routed while testing');
+  assert.equal(testing.timestamps.testing, new Date(now).toISOString());
+  const passed = computeStatus({ ...base, current: testing, preflight: { verdict: 'pass' }, switchDelayMs: 1500, now: now + 10_000 });
+  assert.equal(passed.phase, 'Serving');
+  assert.equal(passed.timestamps.serving, new Date(now + 11_500).toISOString(), 'the switch is stamped ahead');
+  assert.equal(servingSinceOf(1, passed), now + 11_500);
+  // Without a preflight the stamp is now, as before.
+  assert.equal(computeStatus(base).timestamps.serving, new Date(now).toISOString());
+  const rejected = computeStatus({ ...base, current: testing, preflight: { verdict: 'fail', reason: 'PreflightErrors', message: '1 error' } });
+  assert.deepEqual([rejected.phase, rejected.reason, rejected.timestamps.serving], ['Rejected', 'PreflightErrors', undefined]);
+  // Terminal: a later pass does not revive it; the user's override does.
+  assert.equal(computeStatus({ ...base, current: rejected, preflight: { verdict: 'pass' } }).phase, 'Rejected');
+  const readmitted = computeStatus({ ...base, current: rejected, preflight: { verdict: 'overridden' }, promoteOverride: true });
+  assert.deepEqual([readmitted.phase, readmitted.reason, readmitted.timestamps.rejected], ['Pending', 'Readmitted', undefined]);
+  assert.equal(computeStatus({ ...base, current: readmitted, preflight: { verdict: 'overridden' } }).phase, 'Serving');
+});
+
+test('promotedFor: the promoted annotation applies to the generation it names, or to every one without a name', () => {
+  assert.equal(promotedFor(2, undefined), false);
+  assert.equal(promotedFor(2, { 'molt.dev/promoted': 'true' }), true);
+  assert.equal(promotedFor(2, { 'molt.dev/promoted': 'true', 'molt.dev/promoted-generation': '2' }), true);
+  assert.equal(promotedFor(3, { 'molt.dev/promoted': 'true', 'molt.dev/promoted-generation': '2' }), false);
+  assert.equal(promotedFor(2, { 'molt.dev/promoted': 'false', 'molt.dev/promoted-generation': '2' }), false);
 });
 
 test('WorkQueue merges duplicates, never runs one key twice at once, retries failures with backoff', async () => {
