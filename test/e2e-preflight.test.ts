@@ -39,6 +39,7 @@ const PREFLIGHT = `  preflight:
     replay: { requests: 30 }
     shadow: { percent: 100, minRequests: 40 }
     compare: { ignore: ["header:x-served-by"] }
+    pass: { maxLatencyRatio: 100 }   # these tests judge content and errors; on a loaded CI machine p95 ratios reach 5x
 `;
 
 interface Seen { status: number; servedBy: string | undefined; error?: string }
