@@ -69,3 +69,38 @@ export function scheduleRisk(steps: readonly GradualStep[], c: number): Schedule
   if (last.pauseMs === undefined && last.weight < 100) out.open = perStep[perStep.length - 1]!;
   return out;
 }
+
+/** Current, mean and maximum P_inc of one app's rollout, as status shows it. */
+export interface RolloutRisk {
+  current: number;
+  mean: number;
+  max: number;
+}
+
+/**
+ * P_inc per app over its current rollout, fed once per stats line (every second) with the newest
+ * routed version and its share of new traffic. A new newest version starts a new rollout. Used by both
+ * controller modes (local: the sidecar's stats; Kubernetes: each replica's own sidecar).
+ */
+export class RolloutRiskTracker {
+  readonly #apps = new Map<string, { version: string; current: number; sum: number; n: number; max: number }>();
+
+  /** Record one observation; returns P_inc now. `share` is clamped to 0..1. */
+  observe(app: string, newestVersion: string, share: number, callsPerInteraction: number): number {
+    const current = riskAt(Math.min(1, Math.max(0, share)), callsPerInteraction);
+    let r = this.#apps.get(app);
+    if (!r || r.version !== newestVersion) this.#apps.set(app, (r = { version: newestVersion, current: 0, sum: 0, n: 0, max: 0 }));
+    r.current = current;
+    r.sum += current;
+    r.n++;
+    if (current > r.max) r.max = current;
+    return current;
+  }
+
+  /** The rollout's risk when `version` is the app's newest routed version; undefined otherwise. */
+  of(app: string, version: string): RolloutRisk | undefined {
+    const r = this.#apps.get(app);
+    if (!r || r.version !== version || r.n === 0) return undefined;
+    return { current: r.current, mean: r.sum / r.n, max: r.max };
+  }
+}

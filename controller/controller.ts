@@ -28,7 +28,7 @@ import type { Instance, RuntimeDriver, RuntimeKind } from './runtime/types.js';
 import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../common/protocol.js';
 import type { Har } from '../common/har.js';
 import { trafficToHar } from './traffic.js';
-import { riskAt } from '../common/mixed-version-risk.js';
+import { RolloutRiskTracker } from '../common/mixed-version-risk.js';
 import { PreflightManager, runConfigFrom, type PreflightEvidence, type PreflightRun } from './preflight.js';
 
 export interface LocalControllerOptions {
@@ -94,7 +94,7 @@ export class LocalController implements ControllerApi {
   #consecutiveErrors = 0;
   readonly #startedAt = Date.now();
   /** app -> mixed-version risk of its current rollout (see #observeRisk). */
-  readonly #risk = new Map<string, { version: string; current: number; sum: number; n: number; max: number }>();
+  readonly #risk = new RolloutRiskTracker();
   /** Versions in Testing: their preflight runs (controller/preflight.ts). */
   readonly #preflights: PreflightManager;
 
@@ -611,13 +611,7 @@ export class LocalController implements ControllerApi {
       if (!newest) continue;
       const av = this.#snapshot.desired.get(newest.id);
       const share = app.versions.length > 1 ? this.#share.get(newest.id)?.share ?? 0 : 1;
-      const current = riskAt(Math.min(1, Math.max(0, share)), av?.spec.callsPerInteraction ?? 1);
-      let r = this.#risk.get(app.name);
-      if (!r || r.version !== newest.id) this.#risk.set(app.name, (r = { version: newest.id, current: 0, sum: 0, n: 0, max: 0 }));
-      r.current = current;
-      r.sum += current;
-      r.n++;
-      if (current > r.max) r.max = current;
+      const current = this.#risk.observe(app.name, newest.id, share, av?.spec.callsPerInteraction ?? 1);
       this.#metrics.setMixedVersionRisk(app.name, current);
     }
   }
@@ -697,9 +691,8 @@ export class LocalController implements ControllerApi {
   }
 
   #riskStatus(av: AppVersion): Pick<VersionStatus, 'mixedVersionRisk'> {
-    const r = this.#risk.get(av.spec.app);
-    if (!r || r.version !== av.metadata.name || r.n === 0) return {};
-    return { mixedVersionRisk: { current: r.current, mean: r.sum / r.n, max: r.max } };
+    const r = this.#risk.of(av.spec.app, av.metadata.name);
+    return r ? { mixedVersionRisk: r } : {};
   }
 
   #preflightStatus(av: AppVersion, rec: RolloutRecord | undefined): VersionStatus['preflight'] {

@@ -71,6 +71,7 @@ import { applyDeployment, applyService, desiredDeployment, desiredService, objec
 import { Watched, type BackoffOptions } from './informers.js';
 import { LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
+import { RolloutRiskTracker } from '../../common/mixed-version-risk.js';
 import { isPhase, rollbackMetricReason, type PhaseObservations, type PreflightRejectReason } from '../phase.js';
 import {
   PROMOTED_ANNOTATION,
@@ -164,6 +165,8 @@ export class KubeController implements ControllerApi {
   #phases = new Map<string, Phase>();
   #traffic = new Map<string, number>();
   #requests = new Map<string, { requests: number; errors: number }>();
+  /** Mixed-version risk per app as this replica's sidecar sees it (its share of the traffic). */
+  readonly #risk = new RolloutRiskTracker();
   /** Leader only, created at start(): the preflights of versions in Testing. */
   #preflights: PreflightManager | null = null;
   /** Rollout key (spec hash @ generation) of each run, so a run of an older spec is never read. */
@@ -414,6 +417,22 @@ export class KubeController implements ControllerApi {
         const key = this.#keyByName.get(v.versionId);
         if (key) this.#queue.add(key);
       }
+    }
+    this.#observeRisk(m);
+  }
+
+  /** Imago's P_inc per app, once per stats line, as in local mode (controller.ts #observeRisk). */
+  #observeRisk(m: StatsMessage): void {
+    for (const app of this.#lastTable?.apps ?? []) {
+      const newest = app.versions[0];
+      if (!newest) continue;
+      const share = app.versions.length > 1 ? m.versions.find((v) => v.versionId === newest.id)?.trafficShare ?? 0 : 1;
+      let calls = 1;
+      const raw = this.#avs.get(newest.id, this.namespace);
+      try {
+        if (raw) calls = this.#normalize(raw).spec.callsPerInteraction ?? 1;
+      } catch { /* invalid now: status lists it; keep c = 1 */ }
+      this.#o.metrics?.setMixedVersionRisk(app.name, this.#risk.observe(app.name, newest.id, share, calls));
     }
   }
 
@@ -758,6 +777,8 @@ export class KubeController implements ControllerApi {
     const share = this.#traffic.get(v.name);
     const counts = this.#requests.get(v.name);
     const out: VersionStatus = { ...v, endpoints, requests: counts?.requests ?? 0, errors: counts?.errors ?? 0 };
+    const risk = this.#risk.of(v.app, v.name);
+    if (risk) out.mixedVersionRisk = risk;
     if (share !== undefined) out.traffic = inTable ? share : 0;
     // The leader's live run is fresher than the (throttled) evidence in status.
     const run = this.#preflights?.get(v.name);

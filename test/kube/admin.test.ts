@@ -90,6 +90,20 @@ test('kube mode admin port: /status, /ui and its event stream served read-only; 
   const shop = body.apps.find((a: { app: string }) => a.app === 'shop');
   assert.deepEqual(shop.versions.map((v: { name: string; phase: string }) => [v.name, v.phase]), [['shop-v2', 'Serving'], ['shop-v1', 'Serving']]);
   assert.deepEqual(shop.versions[0].endpoints, [{ host: '127.0.0.1', port: 7612 }]);
+  // Mixed-version risk from this replica's sidecar: v2 at 10 % of new traffic, c = 1 -> P = 0.1 * 0.9.
+  const statsLine = (share: number) => ({ at: Date.now(), revision: sidecar.last!.revision, versions: [
+    { app: 'shop', versionId: 'shop-v2', version: '2.0.0', requests: 10, errors: 0, mismatches: 0, latencyBuckets: [], latencyCounts: [], latencySum: 0, trafficShare: share },
+    { app: 'shop', versionId: 'shop-v1', version: '1.0.0', requests: 90, errors: 0, mismatches: 0, latencyBuckets: [], latencyCounts: [], latencySum: 0, trafficShare: 1 - share },
+  ] });
+  sidecar.stats(statsLine(0.1));
+  sidecar.stats(statsLine(0.5));
+  const risky = await waitFor('risk in status', async () => {
+    const v = JSON.parse((await request(port, 'GET', '/status')).body).apps.find((a: { app: string }) => a.app === 'shop').versions[0];
+    return v.mixedVersionRisk?.max === 0.25 ? v : undefined;
+  });
+  assert.equal(risky.mixedVersionRisk.current, 0.25);
+  assert.ok(Math.abs(risky.mixedVersionRisk.mean - (0.09 + 0.25) / 2) < 1e-9, `mean ${risky.mixedVersionRisk.mean}`);
+  assert.match((await request(port, 'GET', '/metrics')).body, /molt_mixed_version_risk\{app="shop"\} 0\.25/);
   const one = JSON.parse((await request(port, 'GET', '/appversions/shop-v2')).body);
   assert.equal(one.resource.spec.version, '2.0.0');
 
