@@ -215,3 +215,33 @@ export class LatencyHistogram {
     return h;
   }
 }
+
+/**
+ * Sum of two serialised histograms, sparse to sparse (e.g. several sidecar workers' samples for one
+ * version): equals `fromJSON(a).merge(fromJSON(b)).toJSON()` without the two 10 KiB arrays. Inputs
+ * are trusted (this process's own or its workers' `toJSON()` output); their layouts must match.
+ */
+export function mergeHistogramJSON(a: HistogramJSON, b: HistogramJSON): HistogramJSON {
+  if (a.layout !== HISTOGRAM_LAYOUT || b.layout !== HISTOGRAM_LAYOUT) {
+    throw new MoltError('MOLT_ERR_PROTOCOL', `latency histogram: cannot merge layouts ${JSON.stringify(a.layout)} and ${JSON.stringify(b.layout)} (this build reads "${HISTOGRAM_LAYOUT}")`);
+  }
+  const x = a.bins;
+  const y = b.bins;
+  const bins: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < x.length || j < y.length) {
+    if (j >= y.length || (i < x.length && x[i]! < y[j]!)) {
+      bins.push(x[i]!, x[i + 1]!);
+      i += 2;
+    } else if (i >= x.length || y[j]! < x[i]!) {
+      bins.push(y[j]!, y[j + 1]!);
+      j += 2;
+    } else {
+      bins.push(x[i]!, x[i + 1]! + y[j + 1]!);
+      i += 2;
+      j += 2;
+    }
+  }
+  return { layout: HISTOGRAM_LAYOUT, count: a.count + b.count, sum: a.sum + b.sum, bins };
+}

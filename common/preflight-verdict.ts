@@ -18,6 +18,7 @@
 //   latency ratio = new p95 / old p95 over compared pairs.
 
 import type { Difference } from './preflight-diff.js';
+import { LatencyHistogram, type HistogramJSON } from './latency-histogram.js';
 
 export type Verdict = 'Pending' | 'Pass' | 'Fail';
 export type PreflightReason = 'PreflightMismatch' | 'PreflightErrors' | 'PreflightLatency' | 'NoTraffic';
@@ -74,72 +75,28 @@ export interface TallySnapshot {
   /** Path occurrences not tracked because maxPaths was reached. */
   untrackedPaths: number;
   paths: Array<{ path: string; count: number; examples: MismatchExample[] }>;
-  /** Sparse latency histograms: [bucket, count] pairs (see LatencyHistogram). */
-  oldLatency: Array<[number, number]>;
-  newLatency: Array<[number, number]>;
+  /** Latency of compared pairs, µs, sparse (common/latency-histogram.ts HistogramJSON). */
+  oldLatency: HistogramJSON;
+  newLatency: HistogramJSON;
 }
 
 // ---- latency ----
+//
+// The same histogram as canary analysis (common/latency-histogram.ts: whole µs, exact below 256 µs,
+// then bins at most 0.78 % wide, up to 67.1 s). Preflight speaks milliseconds: these two helpers
+// convert, and keep preflight's rule that an unusable sample (negative, NaN, infinite) is ignored
+// rather than counted.
 
-/**
- * Log-scale histogram: bucket i holds values in [MIN·G^i, MIN·G^(i+1)) ms, G = 1.05, MIN = 0.01 ms;
- * below MIN in bucket 0, above the last bucket (~10 min) in the last. A quantile is reported as its
- * bucket's geometric middle: within 2.5 % of the true sample. Fixed memory, merges exactly.
- */
-export class LatencyHistogram {
-  static readonly MIN_MS = 0.01;
-  static readonly GROWTH = 1.05;
-  static readonly BUCKETS = 400;
-  readonly #counts = new Uint32Array(LatencyHistogram.BUCKETS);
-  #total = 0;
+/** Record one latency in milliseconds; negative, NaN and infinite values are ignored. */
+export function recordLatencyMs(h: LatencyHistogram, ms: number): void {
+  if (!Number.isFinite(ms) || ms < 0) return;
+  h.record(ms * 1000);
+}
 
-  get count(): number {
-    return this.#total;
-  }
-
-  static bucketOf(ms: number): number {
-    if (!(ms > LatencyHistogram.MIN_MS)) return 0;
-    const i = Math.floor(Math.log(ms / LatencyHistogram.MIN_MS) / Math.log(LatencyHistogram.GROWTH));
-    return Math.min(i, LatencyHistogram.BUCKETS - 1);
-  }
-
-  static valueOf(bucket: number): number {
-    return LatencyHistogram.MIN_MS * LatencyHistogram.GROWTH ** (bucket + 0.5);
-  }
-
-  record(ms: number): void {
-    if (!Number.isFinite(ms) || ms < 0) return;
-    this.#counts[LatencyHistogram.bucketOf(ms)]!++;
-    this.#total++;
-  }
-
-  /** Nearest-rank quantile (q in (0, 1]) in ms, rounded to 0.01 ms; null when empty. */
-  quantile(q: number): number | null {
-    if (this.#total === 0) return null;
-    const rank = Math.max(1, Math.ceil(q * this.#total));
-    let seen = 0;
-    for (let i = 0; i < this.#counts.length; i++) {
-      seen += this.#counts[i]!;
-      if (seen >= rank) return Math.round(LatencyHistogram.valueOf(i) * 100) / 100;
-    }
-    return null;
-  }
-
-  toJSON(): Array<[number, number]> {
-    const out: Array<[number, number]> = [];
-    this.#counts.forEach((c, i) => {
-      if (c > 0) out.push([i, c]);
-    });
-    return out;
-  }
-
-  add(sparse: ReadonlyArray<readonly [number, number]>): void {
-    for (const [i, c] of sparse) {
-      if (!Number.isInteger(i) || i < 0 || i >= LatencyHistogram.BUCKETS || !(c > 0)) continue;
-      this.#counts[i]! += c;
-      this.#total += c;
-    }
-  }
+/** Nearest-rank quantile (q in (0, 1]) in ms, rounded to 0.01 ms; null when empty. */
+export function latencyQuantileMs(h: LatencyHistogram, q: number): number | null {
+  if (h.count === 0) return null;
+  return Math.round(h.quantile(q) / 10) / 100;
 }
 
 // ---- pairs ----
@@ -190,8 +147,8 @@ export class PreflightTally {
    */
   recordComparison(diffs: readonly Difference[], latency: { oldMs: number; newMs: number }): void {
     this.compared++;
-    this.oldLatency.record(latency.oldMs);
-    this.newLatency.record(latency.newMs);
+    recordLatencyMs(this.oldLatency, latency.oldMs);
+    recordLatencyMs(this.newLatency, latency.newMs);
     if (diffs.length === 0) return;
     this.mismatched++;
     const seen = new Set<string>();
@@ -241,10 +198,10 @@ export class PreflightTally {
 
   latency(): LatencySummary {
     return {
-      oldP50: this.oldLatency.quantile(0.5),
-      oldP95: this.oldLatency.quantile(0.95),
-      newP50: this.newLatency.quantile(0.5),
-      newP95: this.newLatency.quantile(0.95),
+      oldP50: latencyQuantileMs(this.oldLatency, 0.5),
+      oldP95: latencyQuantileMs(this.oldLatency, 0.95),
+      newP50: latencyQuantileMs(this.newLatency, 0.5),
+      newP95: latencyQuantileMs(this.newLatency, 0.95),
     };
   }
 
@@ -264,6 +221,9 @@ export class PreflightTally {
   /** Add another tally (another worker's, or a snapshot from the stats message). */
   merge(other: PreflightTally | TallySnapshot): void {
     const s = other instanceof PreflightTally ? other.toJSON() : other;
+    // Parse both histograms before changing anything: a malformed snapshot leaves this tally as it was.
+    const oldLatency = other instanceof PreflightTally ? other.oldLatency : LatencyHistogram.fromJSON(s.oldLatency);
+    const newLatency = other instanceof PreflightTally ? other.newLatency : LatencyHistogram.fromJSON(s.newLatency);
     this.compared += s.compared;
     this.mismatched += s.mismatched;
     this.errors += s.errors;
@@ -271,8 +231,8 @@ export class PreflightTally {
     this.skipped += s.skipped;
     this.untrackedPaths += s.untrackedPaths;
     for (const p of s.paths) this.#addPath(p.path, p.count, p.examples);
-    this.oldLatency.add(s.oldLatency);
-    this.newLatency.add(s.newLatency);
+    this.oldLatency.merge(oldLatency);
+    this.newLatency.merge(newLatency);
   }
 
   toJSON(): TallySnapshot {
@@ -394,8 +354,8 @@ function passed(t: PreflightTally, pass: PassCriteria): Decision {
 }
 
 function latencyRatio(t: PreflightTally): { value: number; oldP95: number; newP95: number } | undefined {
-  const oldP95 = t.oldLatency.quantile(0.95);
-  const newP95 = t.newLatency.quantile(0.95);
+  const oldP95 = latencyQuantileMs(t.oldLatency, 0.95);
+  const newP95 = latencyQuantileMs(t.newLatency, 0.95);
   if (oldP95 === null || newP95 === null || oldP95 <= 0) return undefined;
   return { value: newP95 / oldP95, oldP95, newP95 };
 }

@@ -189,6 +189,10 @@ export class Exchange implements UpstreamOwner {
     this.bodyKind = kind;
     c.body.reset(kind, h.contentLength);
     this.reusable = h.keepAlive && kind !== BODY_UNTIL_CLOSE && st !== 101 && !this.client.upgradeFor(this);
+    // Canary analysis: every final head of this version, client request or CONCURRENT duplicate,
+    // with its latency to the head (docs/analysis.md). A histogram and an array increment.
+    const samples = this.target.samples;
+    if (samples != null) samples.response(st, (now() - this.startedAt) * 1000);
     if (this.target.isFailureStatus(st)) {
       this.failed = true;
       this.client.proxy.routing.recordFailure(this.target, 'status', 'status ' + st, now() - this.startedAt);
@@ -365,6 +369,7 @@ export class Exchange implements UpstreamOwner {
         this.deferredDetail = detail;
         this.deferredKind = kind as FailureKind;
       } else if (blame === 'record') {
+        this.#noResponse();
         this.client.proxy.routing.recordFailure(this.target, kind as FailureKind, detail, now() - this.startedAt);
       } else if (DEBUG_ASSERTS) assert.equal(blame, 'ignore');
     }
@@ -379,7 +384,18 @@ export class Exchange implements UpstreamOwner {
     this.deferredFrom = null;
     const detail = p.deferredDetail;
     p.deferredDetail = null;
-    if (count && detail !== null) this.client.proxy.routing.recordFailure(p.target, p.deferredKind, detail, now() - p.startedAt);
+    if (count && detail !== null) {
+      p.#noResponse();
+      this.client.proxy.routing.recordFailure(p.target, p.deferredKind, detail, now() - p.startedAt);
+    }
+  }
+
+  /** Canary analysis: this attempt is counted as the version's failure and got no status (a failure
+   *  after the head, e.g. a body cut short, is already counted under its status). Same blame as the
+   *  failure policy: a refusal that turns out to be the way to every version is not counted. */
+  #noResponse(): void {
+    const samples = this.target.samples;
+    if (samples != null && this.status === 0) samples.noResponse++;
   }
 }
 

@@ -27,6 +27,15 @@ import type { TrafficRequestMessage } from '../common/protocol.js';
 function recordingEnabled(): boolean {
   return process.env.MOLT_RECORDING !== 'off';
 }
+
+/** Canary-analysis samples per version in every stats line (docs/analysis.md): on unless
+ *  MOLT_ANALYSIS_SAMPLES=off. Any other value than on/off is a usage error. */
+export function analysisSamplesEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.MOLT_ANALYSIS_SAMPLES;
+  if (v === undefined || v === '' || v === 'on') return true;
+  if (v === 'off') return false;
+  throw new MoltError('MOLT_ERR_USAGE', `MOLT_ANALYSIS_SAMPLES must be "on" or "off", got ${JSON.stringify(v)}`, { path: 'MOLT_ANALYSIS_SAMPLES' });
+}
 import { createRoutingState } from './routing.js';
 import { PrimaryCoordinator, WorkerAgent, type Channel, type ToPrimary, type ToWorker } from './workers.js';
 
@@ -123,7 +132,7 @@ async function awaitFirstTable(routing: { readonly revision: number }, log: Logg
 /** Single-process sidecar: proxy + routing + control client in this process. */
 export async function startSingle(opts: SidecarOptions, log: Logger): Promise<SidecarHandle> {
   void selfTest(); // start it now, next to waiting for the first table; the proxy awaits it before listening
-  const routing = createRoutingState({ log });
+  const routing = createRoutingState({ log, analysisSamples: analysisSamplesEnabled() });
   const recorder = recordingEnabled() ? new TrafficRecorder() : undefined;
   const proxy = createProxy({ routing, log, recorder });
   const client = new ControlClient({
@@ -154,7 +163,7 @@ export async function startSingle(opts: SidecarOptions, log: Logger): Promise<Si
 }
 
 async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): Promise<void> {
-  const routing = createRoutingState({ log });
+  const routing = createRoutingState({ log, analysisSamples: analysisSamplesEnabled() });
   const recorder = recordingEnabled() ? new TrafficRecorder() : undefined;
   const proxy = createProxy({ routing, log, recorder });
   const ch: Channel<ToPrimary> = {
@@ -280,6 +289,7 @@ export async function runSidecar(argv: string[]): Promise<void> {
     return;
   }
   const opts = parseSidecarArgs(argv);
+  analysisSamplesEnabled(); // a bad value is a usage error before anything starts
   if (cluster.isWorker && process.env[WORKER_ENV] === '1') {
     const { log, flush } = makeLogger(opts.logLevel, { worker: cluster.worker?.id });
     await runWorker(opts, log, flush);

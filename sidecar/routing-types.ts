@@ -7,6 +7,7 @@
 // RoutingState when a table is applied, never per request.
 
 import type { Endpoint, FailureMessage, RoutingTable, VersionStats } from '../common/protocol.js';
+import type { AnalysisCounters } from './analysis-samples.js';
 
 /** A version as the data path sees it: compiled once per routing table. */
 export interface VersionTarget {
@@ -26,6 +27,8 @@ export interface VersionTarget {
   readonly responseTimeoutMs: number;
   /** Does this upstream status count as a failure under the version's policy? */
   isFailureStatus(status: number): boolean;
+  /** Canary-analysis samples of this version (the same object across tables); null or absent: not collected. */
+  readonly samples?: AnalysisCounters | null;
 }
 
 export interface RouteDecision {

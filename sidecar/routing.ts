@@ -26,6 +26,7 @@ import type { FailureKind, RouteDecision, RoutingState, VersionTarget } from './
 import { cookieValue, parseBucket } from './cookies.js';
 import { FailurePolicyTracker, normalizePolicy } from './failure-policy.js';
 import { compareVersions } from '../common/version-order.js';
+import { AnalysisCounters } from './analysis-samples.js';
 
 const LATENCY_BOUNDS_MS = LATENCY_BUCKETS_SECONDS.map((s) => s * 1000);
 /** The GRADUAL bucket is the client's for good: one year. */
@@ -83,11 +84,14 @@ class VersionRecord {
   gradualCount = 0;
   /** GRADUAL: local requests not yet handed to takeProgress(). */
   gradualPending = 0;
+  /** Canary-analysis samples (null: MOLT_ANALYSIS_SAMPLES=off). Cumulative like the counters above. */
+  readonly samples: AnalysisCounters | null;
 
-  constructor(epoch: number, policyKey: string, policy: FailurePolicyTracker) {
+  constructor(epoch: number, policyKey: string, policy: FailurePolicyTracker, samples: boolean) {
     this.epoch = epoch;
     this.policyKey = policyKey;
     this.policy = policy;
+    this.samples = samples ? new AnalysisCounters() : null;
   }
 
   observe(ms: number): void {
@@ -112,7 +116,11 @@ class Target implements VersionTarget {
   readonly transition: TransitionConfig;
   readonly promoted: boolean;
   readonly servingSince: number;
+  /** GRADUAL under canary analysis: the step the controller holds (undefined: the sidecar's clock). */
+  readonly currentStep: number | undefined;
   readonly rec: VersionRecord;
+  /** rec.samples, where the data path records each response (VersionTarget.samples). */
+  readonly samples: AnalysisCounters | null;
   routable: boolean;
   /** The version Set-Cookie line for this target under the app's current mode (Max-Age only in SESSION). */
   cookieHeader = '';
@@ -133,7 +141,9 @@ class Target implements VersionTarget {
     this.transition = transition;
     this.promoted = v.promoted === true;
     this.servingSince = typeof v.servingSince === 'number' ? v.servingSince : 0;
+    this.currentStep = typeof v.currentStep === 'number' && Number.isFinite(v.currentStep) ? v.currentStep : undefined;
     this.rec = rec;
+    this.samples = rec.samples;
     this.routable = routable;
     this.#failCodes = new Uint8Array(1000);
     for (const c of policy.failureStatusCodes) if (c >= 0 && c < 1000) this.#failCodes[c] = 1;
@@ -175,7 +185,7 @@ class Decision implements RouteDecision {
   }
 }
 
-interface CompiledStep {
+export interface CompiledStep {
   weight: number;
   /** Unix time (ms) at which this step ends (Infinity = holds). */
   endsAt: number;
@@ -260,7 +270,7 @@ class AppPlan {
       const hasSteps = Array.isArray(tr.steps) && tr.steps.length > 0;
       const ppr = typeof tr.percentagePerRequest === 'number' && tr.percentagePerRequest > 0 ? tr.percentagePerRequest : 0;
       this.perRequest = ppr > 0 ? ppr : hasSteps ? 0 : DEFAULT_PERCENTAGE_PER_REQUEST;
-      if (hasSteps) this.steps = compileSteps(tr.steps!, newest.servingSince);
+      if (hasSteps) this.steps = compileSteps(tr.steps!, newest.servingSince, newest.currentStep);
       const prevFallback = this.#fallbackOf(previous, routables);
       for (let b = 0; b < 100; b++) {
         const set = `Set-Cookie: ${this.bucketCookie}=${b}; Max-Age=${BUCKET_COOKIE_MAX_AGE_SECONDS}; Path=/; HttpOnly; SameSite=Lax\r\n`;
@@ -301,12 +311,22 @@ class AppPlan {
   }
 }
 
-function compileSteps(steps: GradualStep[], since: number): CompiledStep[] {
+/**
+ * The step schedule. `currentStep` (canary analysis: the controller owns step advancement) holds
+ * that step's weight, clamped to the steps, until a new table changes it: one step that never ends,
+ * the pauses ignored. Without it the steps run on the sidecar's clock from `since`.
+ */
+export function compileSteps(steps: GradualStep[], since: number, currentStep?: number): CompiledStep[] {
+  const weightOf = (s: GradualStep) => Math.max(0, Math.min(100, Number(s.weight) || 0));
+  if (currentStep !== undefined) {
+    const i = Math.max(0, Math.min(steps.length - 1, Math.floor(currentStep)));
+    return [{ weight: weightOf(steps[i]), endsAt: Infinity }];
+  }
   const out: CompiledStep[] = [];
   let at = since;
   for (let i = 0; i < steps.length; i++) {
     const s = steps[i];
-    const weight = Math.max(0, Math.min(100, Number(s.weight) || 0));
+    const weight = weightOf(s);
     const last = i === steps.length - 1;
     const pause = typeof s.pauseMs === 'number' && s.pauseMs >= 0 ? s.pauseMs : Infinity;
     at = last ? Infinity : at + pause;
@@ -325,6 +345,8 @@ export interface RoutingOptions {
   now?: () => number;
   random?: () => number;
   log?: Logger;
+  /** Collect canary-analysis samples per version (default true; the sidecar passes false for MOLT_ANALYSIS_SAMPLES=off). */
+  analysisSamples?: boolean;
 }
 
 export class Routing implements RoutingState {
@@ -334,6 +356,7 @@ export class Routing implements RoutingState {
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #log: Logger | undefined;
+  readonly #samples: boolean;
   #revision = 0;
   #plans: AppPlan[] = [];
   #byHost = new Map<string, AppPlan>();
@@ -350,6 +373,7 @@ export class Routing implements RoutingState {
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
     this.#log = opts.log;
+    this.#samples = opts.analysisSamples !== false;
   }
 
   get revision(): number {
@@ -375,7 +399,7 @@ export class Routing implements RoutingState {
         const key = JSON.stringify(policy);
         let rec = this.#records.get(v.id);
         if (!rec) {
-          rec = new VersionRecord(v.epoch, key, new FailurePolicyTracker(policy));
+          rec = new VersionRecord(v.epoch, key, new FailurePolicyTracker(policy), this.#samples);
         } else if (rec.epoch !== v.epoch) {
           rec.epoch = v.epoch;
           rec.policyKey = key;
@@ -555,6 +579,7 @@ export class Routing implements RoutingState {
           latencyCounts: counts,
           latencySum: rec.latencySum,
           trafficShare: plan.shareOf(t, now),
+          ...(rec.samples !== null ? { analysis: rec.samples.snapshot() } : {}),
         });
       }
     }

@@ -5,8 +5,8 @@
 //    once and reports the failure to the controller (once per (id, epoch));
 //  - GRADUAL per-request progress: workers send their counts in small batches (every 20 ms or 16
 //    requests), the primary sums and broadcasts totals, so all workers agree on the threshold;
-//  - stats: each worker sends a snapshot every second, the primary sums them (a dead worker's last
-//    snapshot is kept so counters stay monotonic);
+//  - stats: each worker sends a snapshot every second, the primary sums them, canary-analysis
+//    samples included (a dead worker's last snapshot is kept so counters stay monotonic);
 //  - recorded traffic (preflight): the primary asks every worker and merges their answers.
 // The coordination logic is written against a tiny Channel interface so it can be tested in-process.
 
@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { FailureMessage, RoutingTable, TrafficRequestMessage, VersionStats } from '../common/protocol.js';
 import type { Routing } from './routing.js';
 import { mergeTraffic, type TrafficPart } from '../common/traffic.js';
+import { mergeAnalysisSamples } from './analysis-samples.js';
 
 /** [versionId, epoch, count] */
 export type ProgressTuple = [string, number, number];
@@ -277,6 +278,8 @@ export class PrimaryCoordinator {
         acc.mismatches += v.mismatches;
         acc.latencySum += v.latencySum;
         for (let i = 0; i < acc.latencyCounts.length && i < v.latencyCounts.length; i++) acc.latencyCounts[i] += v.latencyCounts[i];
+        // A new object each time: `acc` may still hold the first worker's own snapshot.
+        if (v.analysis) acc.analysis = acc.analysis ? mergeAnalysisSamples(acc.analysis, v.analysis) : v.analysis;
         if (v.trafficShare > acc.trafficShare) acc.trafficShare = v.trafficShare;
       }
     };

@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  LatencyHistogram,
   PreflightTally,
   classifyPair,
   decide,
+  latencyQuantileMs,
+  recordLatencyMs,
   type DecideOptions,
   type Decision,
   type PassCriteria,
 } from '../common/preflight-verdict.js';
 import type { Difference } from '../common/preflight-diff.js';
+import { HISTOGRAM_BINS, HISTOGRAM_LIMIT_MICROS, LatencyHistogram } from '../common/latency-histogram.js';
 
 const diff = (path: string, old = '1', neu = '2'): Difference => ({ path, generalPath: path.replace(/\[\d+\]/g, '[*]'), old, new: neu });
 
@@ -34,26 +36,35 @@ const within = (actual: number | null, expected: number, rel = 0.025): void => {
   assert.ok(actual !== null && Math.abs(actual - expected) <= expected * rel, `${actual} is not within ${rel * 100}% of ${expected}`);
 };
 
-describe('LatencyHistogram', () => {
-  it('quantiles within 2.5% of the samples, nearest rank', () => {
+// Preflight's latencies use the canary-analysis histogram (common/latency-histogram.ts, in µs);
+// these are the millisecond helpers preflight reads and writes it with.
+describe('latency (ms helpers over LatencyHistogram)', () => {
+  it('quantiles within 0.5% of the samples, nearest rank, in ms', () => {
     const h = new LatencyHistogram();
-    assert.equal(h.quantile(0.5), null);
-    for (let i = 1; i <= 100; i++) h.record(i); // 1..100 ms
-    within(h.quantile(0.5), 50);
-    within(h.quantile(0.95), 95);
-    within(h.quantile(1), 100);
-    within(h.quantile(0.01), 1);
+    assert.equal(latencyQuantileMs(h, 0.5), null);
+    for (let i = 1; i <= 100; i++) recordLatencyMs(h, i); // 1..100 ms
+    within(latencyQuantileMs(h, 0.5), 50, 0.005);
+    within(latencyQuantileMs(h, 0.95), 95, 0.005);
+    within(latencyQuantileMs(h, 1), 100, 0.005);
+    within(latencyQuantileMs(h, 0.01), 1, 0.005);
     assert.equal(h.count, 100);
+    // rounded to 0.01 ms
+    const small = new LatencyHistogram();
+    recordLatencyMs(small, 0.1234);
+    assert.equal(latencyQuantileMs(small, 0.5), 0.12);
   });
 
-  it('extremes land in the first and last buckets; bad samples are ignored', () => {
+  it('extremes land in the first and last bins; bad samples are ignored', () => {
     const h = new LatencyHistogram();
-    h.record(0);
-    h.record(-1);
-    h.record(Number.NaN);
-    h.record(1e12);
+    recordLatencyMs(h, 0);
+    recordLatencyMs(h, -1);
+    recordLatencyMs(h, Number.NaN);
+    recordLatencyMs(h, Number.POSITIVE_INFINITY);
+    recordLatencyMs(h, 1e12);
     assert.equal(h.count, 2);
-    assert.deepEqual(h.toJSON(), [[0, 1], [LatencyHistogram.BUCKETS - 1, 1]]);
+    assert.deepEqual(h.toJSON().bins, [0, 1, HISTOGRAM_BINS - 1, 1]);
+    // the top bin ends at 67.1 s: a quantile there reads about 67 s, not the sample's value
+    within(latencyQuantileMs(h, 1), HISTOGRAM_LIMIT_MICROS / 1000, 0.01);
   });
 
   it('merging histograms equals recording into one', () => {
@@ -62,12 +73,12 @@ describe('LatencyHistogram', () => {
     const all = new LatencyHistogram();
     for (let i = 0; i < 500; i++) {
       const v = (i * 7.3) % 200;
-      (i % 2 ? a : b).record(v);
-      all.record(v);
+      recordLatencyMs(i % 2 ? a : b, v);
+      recordLatencyMs(all, v);
     }
-    a.add(b.toJSON());
+    a.merge(LatencyHistogram.fromJSON(JSON.parse(JSON.stringify(b.toJSON()))));
     assert.deepEqual(a.toJSON(), all.toJSON());
-    assert.equal(a.quantile(0.95), all.quantile(0.95));
+    assert.equal(latencyQuantileMs(a, 0.95), latencyQuantileMs(all, 0.95));
   });
 });
 

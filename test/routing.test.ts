@@ -178,6 +178,88 @@ test('GRADUAL by steps: weight from servingSince, last step holds', () => {
   assert.equal(r.progress('shop-v2'), 0);
 });
 
+// Canary analysis (issue 12): the controller owns step advancement and sends the step it holds.
+test('GRADUAL by steps under analysis: currentStep holds its weight, is clamped, moves only with a new table', () => {
+  const c = clock(1_000_000);
+  const r = createRoutingState({ now: c.now, random: () => 0.3 });
+  const steps = [{ weight: 10, pauseMs: 1000 }, { weight: 40, pauseMs: 1000 }, { weight: 80 }];
+  const gradual = (extra: Partial<RouteVersion>, revision: number) =>
+    r.apply(table([app([ver('shop-v2', '2.0', { mode: 'GRADUAL', steps }, { servingSince: 1_000_000, ...extra }), ver('shop-v1', '1.0')])], revision));
+  const share = () => r.stats().find((s) => s.versionId === 'shop-v2')!.trafficShare;
+
+  const rows: Array<{ name: string; currentStep?: number; at: number; want: number }> = [
+    // held: step 0 long after its pause would have ended on the sidecar's clock
+    { name: 'step 0 held past its pause', currentStep: 0, at: 1_000_000 + 5000, want: 10 },
+    { name: 'step 1 held, pauses ignored', currentStep: 1, at: 1_000_000 + 1_000_000, want: 40 },
+    { name: 'step 1 held even before step 0 would end', currentStep: 1, at: 1_000_000, want: 40 },
+    { name: 'last step', currentStep: 2, at: 1_000_000, want: 80 },
+    { name: 'past the last step: clamped to it', currentStep: 7, at: 1_000_000, want: 80 },
+    { name: 'negative: clamped to the first', currentStep: -3, at: 1_000_000 + 5000, want: 10 },
+    { name: 'fraction: the step it is in', currentStep: 1.6, at: 1_000_000, want: 40 },
+    // absent: today's behaviour, the clock from servingSince
+    { name: 'absent: step 0 by the clock', at: 1_000_000 + 500, want: 10 },
+    { name: 'absent: step 1 by the clock', at: 1_000_000 + 1500, want: 40 },
+    { name: 'absent: last step by the clock', at: 1_000_000 + 1_000_000, want: 80 },
+  ];
+  let revision = 1;
+  for (const row of rows) {
+    c.t = row.at;
+    gradual(row.currentStep === undefined ? {} : { currentStep: row.currentStep }, revision++);
+    assert.equal(r.threshold('shop'), row.want, row.name);
+    assert.ok(Math.abs(share() - row.want / 100) < 1e-9, `${row.name}: trafficShare`);
+  }
+
+  // A held step does not move with time; a new table moves it, and the routing follows at once.
+  c.t = 1_000_000;
+  gradual({ currentStep: 0 }, revision++);
+  assert.equal(r.route('shop.example', 'mb=30', 'GET')!.primary.id, 'shop-v1');
+  c.t += 10_000_000;
+  assert.equal(r.threshold('shop'), 10, 'still step 0 however long it is held');
+  assert.equal(r.route('shop.example', 'mb=30', 'GET')!.primary.id, 'shop-v1');
+  gradual({ currentStep: 1 }, revision++);
+  assert.equal(r.threshold('shop'), 40);
+  assert.equal(r.route('shop.example', 'mb=30', 'GET')!.primary.id, 'shop-v2');
+  assert.equal(r.route('shop.example', 'mb=45', 'GET')!.primary.id, 'shop-v1');
+  // the controller drops currentStep (analysis switched off): back to the clock, long past every pause
+  gradual({}, revision++);
+  assert.equal(r.threshold('shop'), 80);
+  // promoted overrides a held step (molt promote --full)
+  gradual({ currentStep: 0, promoted: true }, revision++);
+  assert.equal(r.route('shop.example', 'mb=99', 'GET')!.primary.id, 'shop-v2');
+});
+
+test('analysis samples: recorded per version, kept across tables, absent when switched off', () => {
+  const r = createRoutingState();
+  const tbl = (revision: number, v2Epoch = 1) => table([app([ver('shop-v2', '2.0', {}, { epoch: v2Epoch }), ver('shop-v1', '1.0')])], revision);
+  r.apply(tbl(1));
+  const d = r.route('shop.example', undefined, 'GET')!;
+  const s2 = d.primary.samples!;
+  const s1 = d.fallback!.samples!;
+  s2.response(200, 1500);
+  s2.response(500, 40_000);
+  s2.noResponse++;
+  s1.response(200, 900);
+  r.apply(tbl(2));
+  const d2 = r.route('shop.example', undefined, 'GET')!;
+  assert.equal(d2.primary.samples, s2, 'same version id: the same counters after a new table');
+  d2.primary.samples!.response(200, 1500);
+  r.apply(tbl(3, 2)); // a new epoch (redeployed): still the same cumulative counters, like requests/errors
+  const a = r.stats().find((x) => x.versionId === 'shop-v2')!.analysis!;
+  assert.deepEqual(a.statuses, [200, 2, 500, 1]);
+  assert.equal(a.noResponse, 1);
+  assert.equal(a.requests, 4);
+  assert.equal(a.latency.count, 3);
+  assert.equal(a.latency.sum, 1500 + 40_000 + 1500);
+  assert.deepEqual(r.stats().find((x) => x.versionId === 'shop-v1')!.analysis!.statuses, [200, 1]);
+  // JSON-safe, as the stats line carries it
+  assert.deepEqual(JSON.parse(JSON.stringify(a)), a);
+
+  const off = createRoutingState({ analysisSamples: false });
+  off.apply(tbl(1));
+  assert.equal(off.route('shop.example', undefined, 'GET')!.primary.samples, null);
+  for (const v of off.stats()) assert.equal('analysis' in v, false, `${v.versionId}: no analysis key when off`);
+});
+
 test('CONCURRENT: shadow for GET, none for POST unless opted in', () => {
   const r = createRoutingState();
   r.apply(table([app([ver('shop-v2', '2.0', { mode: 'CONCURRENT', maxDuplicateBodyBytes: 4096 }), ver('shop-v1', '1.0')])]));
