@@ -14,14 +14,16 @@
 //       Pass → next step; after the last gate the version is promoted (auto-promotion: a final
 //              step without a pause is not waited for);
 //       Fail → roll back (reason AnalysisFailed, message = the verdict);
-//       Inconclusive → hold the step: a new window of the same length starts where the last one
-//              ended (its end snapshot is the next start: no gap, no new warm-up); once the step
+//       Inconclusive → hold the step: the window is extended by its length and judged again (same
+//              start snapshot: requests accumulate, so a step short of minRequests can still
+//              conclude; the weight is held, so the traffic mix stays the same); once the step
 //              has been inconclusive for maxHold, onInconclusive decides: rollback (reason
 //              AnalysisInconclusive) | promote (as a Pass) | hold (windows go on until a person
 //              promotes or rolls back).
 //   ungated step with a pause (only steps of others carry analysis): advance at S + pause.
-// CONCURRENT: windows of `interval` back to back from S (the first without initialDelay); Fail
-//   rolls back; Pass and Inconclusive go on. Analysis never ends CONCURRENT: like today, `molt
+// CONCURRENT: windows of `interval` back to back from S (initialDelay excluded from the first);
+//   Fail rolls back; Pass starts the next window where this one ended; Inconclusive extends the
+//   window as above. Analysis never ends CONCURRENT: like today, `molt
 //   promote` does (or a rollback). Inconclusive for maxHold with onInconclusive: rollback rolls
 //   back; promote and hold keep judging.
 // A sidecar restart resets its cumulative counters: a window whose end is below its start is
@@ -239,6 +241,11 @@ export function decide(plan: GatePlan, s: GateState, result: AnalysisResult, win
     const from = end?.at ?? now;
     s.window = { startAt: from, endAt: from + windowLength(plan, s, cfg), ...(end ? { start: end } : {}) };
   };
+  const extendWindow = (): void => {
+    const w = s.window;
+    if (!w?.start || !end) return nextWindow(); // nothing measured yet: a fresh window from now
+    w.endAt = end.at + windowLength(plan, s, cfg);
+  };
 
   if (result.verdict === 'Fail') return { kind: 'rollback', reason: 'AnalysisFailed', message: result.message };
   if (result.verdict === 'Pass') {
@@ -259,6 +266,6 @@ export function decide(plan: GatePlan, s: GateState, result: AnalysisResult, win
     }
     if (cfg.onInconclusive === 'promote' && plan.mode === 'GRADUAL') return { kind: 'advance' };
   }
-  nextWindow();
+  extendWindow();
   return { kind: 'continue' };
 }
