@@ -45,7 +45,7 @@ ${envLines}
 
 /** GRADUAL steps with an analysis block (YAML lines under `transition:`). */
 function gradual(steps: string, analysis: string): string {
-  return `    mode: GRADUAL\n    steps: ${steps}\n    analysis:\n${analysis.trim().split('\n').map((l) => `      ${l.trim()}`).join('\n')}`;
+  return `    mode: GRADUAL\n    steps: ${steps}\n    analysis:\n${analysis.split('\n').map((l) => `      ${l}`).join('\n')}`;
 }
 
 /** Client load: `workers` loops of GET /, each at most `max` requests, until stopped. */
@@ -235,7 +235,7 @@ test('a Prometheus query that fails its successCondition rolls back, naming the 
       '  timeout: 2s',
       '  queries:',
       '    - { name: quality, query: \'app_quality{version="{{version}}"}\', successCondition: ">= 0.99" }',
-    ].join('\n').split('\n').map((x) => x).join('\n')),
+    ].join('\n')),
   }));
   const v = await outcome(s, 60_000);
   assert.equal(v.phase, 'RolledBack', explain(v));
