@@ -1025,6 +1025,11 @@ export function gatePlanOf(av: AppVersion): GatePlan | undefined {
   const t = av.spec.transition;
   if (!a) return undefined;
   if (t.mode === 'CONCURRENT' && a.analysis) return { mode: 'CONCURRENT', steps: [], gates: [], concurrent: a.analysis };
-  if (t.mode === 'GRADUAL' && t.steps && a.steps.some((g) => g !== undefined)) return { mode: 'GRADUAL', steps: t.steps, gates: a.steps };
+  if (t.mode === 'GRADUAL' && t.steps) {
+    // A step at weight 100 sends the baseline no new request: nothing to compare with, so no gate there
+    // (with a pause it is waited for, then the version is promoted).
+    const gates = a.steps.map((g, i) => ((t.steps![i]?.weight ?? 0) >= 100 ? undefined : g));
+    if (gates.some((g) => g !== undefined)) return { mode: 'GRADUAL', steps: t.steps, gates };
+  }
   return undefined;
 }

@@ -139,3 +139,28 @@ test('a step without analysis (only others carry it) advances on the controller\
   assert.deepEqual(advance(p, s, 4_000), { promote: false, step: 1 });
   assert.deepEqual(s.window, { startAt: 5_000, endAt: 8_000 });
 });
+
+test('no gate at weight 100 (the baseline gets no new request there): that step is waited for, then promoted', async () => {
+  const { parseAppVersionText } = await import('../controller/load.js');
+  const { gatePlanOf } = await import('../controller/controller.js');
+  const r = parseAppVersionText(`apiVersion: molt.dev/v1alpha1
+kind: AppVersion
+metadata: { name: shop-v2 }
+spec:
+  app: shop
+  version: "2.0.0"
+  servers: [{host: 127.0.0.1, port: 8081}]
+  transition:
+    mode: GRADUAL
+    steps: [{ weight: 10, pause: 4s }, { weight: 100, pause: 4s }]
+    analysis: { initialDelay: 1s }
+`, 'f.yaml');
+  assert.deepEqual(r.errors.map(String), []);
+  const p = gatePlanOf(r.resources[0]!)!;
+  assert.equal(p.gates[0]!.initialDelayMs, 1_000);
+  assert.equal(p.gates[1], undefined);
+  const s = startGate(p, { name: 'shop-v1', version: '1.0.0' }, 0);
+  assert.deepEqual(advance(p, s, 4_000), { promote: false, step: 1 });
+  assert.equal(timedAdvanceDue(p, s, 8_000), true);
+  assert.deepEqual(advance(p, s, 8_000), { promote: true });
+});

@@ -148,7 +148,8 @@ test('a v2 with 3 % 500s under a loosened failure policy is rolled back by the e
   const v = await outcome(s, 90_000);
   assert.equal(v.phase, 'RolledBack', explain(v));
   assert.equal(v.reason, 'AnalysisFailed', `not the failure policy: ${explain(v)}`);
-  assert.match(v.message, /^errors: 3(\.\d+)? % vs 0 % \(\d+\/\d+ vs 0\/\d+, \+3(\.\d+)? pp, limit \+0\.5 pp\), (Fisher|z-test)/, explain(v));
+  // Every 33rd request of the process fails: 3 %, give or take where the window cuts.
+  assert.match(v.message, /^errors: [234](\.\d+)? % vs 0 % \(\d+\/\d+ vs 0\/\d+, \+[234](\.\d+)? pp, limit \+0\.5 pp\), (Fisher|z-test)/, explain(v));
   assert.doesNotMatch(v.message, /latency/, explain(v));
   t.diagnostic(`took ${((Date.now() - t0) / 1000).toFixed(1)} s; ${l.sent} requests; ${v.message}`);
 });
