@@ -331,7 +331,10 @@ export function createAdminServer(opts: AdminServerOptions): http.Server {
     const app = typeof b?.app === 'string' ? b.app : typeof st?.app === 'string' ? st.app : route.audit === 'promote' || route.audit === 'rollback' ? target : '';
     const version = typeof b?.name === 'string' ? b.name : '';
     const verb = method === 'PUT' ? 'apply ' : method === 'DELETE' ? 'delete ' : '';
-    const what = `${verb}${route.audit} ${target}`.trim();
+    // Under canary analysis a promote moves one step: say so (and where to).
+    const a = (b as { analysis?: { state?: string; step?: number; steps?: number } } | undefined)?.analysis;
+    const stepped = route.audit === 'promote' && ok && a && a.state !== 'Done' && a.step !== undefined && a.steps !== undefined;
+    const what = `${verb}${route.audit}${stepped ? ` one step (now ${a!.step! + 1}/${a!.steps})` : ''} ${target}`.trim();
     const message = ok
       ? `${what}${typeof b?.version === 'string' ? ` → ${b.version}` : ''}: done`
       : `${what}: failed (${reply.status} ${b?.error?.code ?? ''})`;
@@ -393,8 +396,8 @@ function buildRoutes(deps: {
     }, 'appversion'),
     route(/^\/apps\/([^/]+)\/promote$/, {
       POST: async ({ params, body }) => {
-        const version = parsePromoteBody(await body());
-        return { status: 200, body: await controller.promote(params[0]!, version) };
+        const { version, full } = parsePromoteBody(await body());
+        return { status: 200, body: await controller.promote(params[0]!, version, { full }) };
       },
     }, 'promote'),
     route(/^\/apps\/([^/]+)\/traffic\.har$/, {
@@ -754,20 +757,23 @@ function setResourceName(raw: Record<string, unknown>, name: string): void {
   }
 }
 
-function parsePromoteBody(buf: Buffer): string | undefined {
+/** `{"version"?: string, "full"?: boolean}`: full finishes a transition under canary analysis (else one step). */
+function parsePromoteBody(buf: Buffer): { version?: string; full: boolean } {
   const text = buf.toString('utf8').trim();
-  if (!text) return undefined;
+  if (!text) return { full: false };
   let v: unknown;
   try {
     v = JSON.parse(text);
   } catch (err) {
     throw new MoltError('MOLT_ERR_BAD_REQUEST', `request body is not valid JSON: ${(err as Error).message}`);
   }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new MoltError('MOLT_ERR_BAD_REQUEST', 'body must be {"version": "..."}');
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new MoltError('MOLT_ERR_BAD_REQUEST', 'body must be {"version": "...", "full": true|false}');
+  const full = (v as { full?: unknown }).full;
+  if (full !== undefined && full !== null && typeof full !== 'boolean') throw new MoltError('MOLT_ERR_BAD_REQUEST', 'full must be true or false', { path: 'full' });
   const version = (v as { version?: unknown }).version;
-  if (version === undefined || version === null) return undefined;
+  if (version === undefined || version === null) return { full: full === true };
   if (typeof version !== 'string' || !version) throw new MoltError('MOLT_ERR_BAD_REQUEST', 'version must be a non-empty string', { path: 'version' });
-  return version;
+  return { version, full: full === true };
 }
 
 // ---------------------------------------------------------------------------------------------------------

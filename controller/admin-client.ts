@@ -83,9 +83,9 @@ export class AdminClient {
     await this.#request('DELETE', `/appversions/${encodeURIComponent(name)}`);
   }
 
-  promote(app: string, version?: string): Promise<VersionStatus> {
+  promote(app: string, version?: string, opts: { full?: boolean } = {}): Promise<VersionStatus> {
     return this.#request('POST', `/apps/${encodeURIComponent(app)}/promote`, {
-      body: JSON.stringify(version === undefined ? {} : { version }),
+      body: JSON.stringify({ ...(version === undefined ? {} : { version }), ...(opts.full ? { full: true } : {}) }),
       contentType: 'application/json',
     }) as Promise<VersionStatus>;
   }

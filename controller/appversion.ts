@@ -146,3 +146,22 @@ export interface AppVersionSpec {
    *  (default 1); absent (hand-built specs) means 1. */
   callsPerInteraction?: number;
 }
+
+// ---- canary analysis (issue 12): merged into AppVersionSpec by declaration merging ----
+
+import type { AnalysisConfig } from './analysis/config.js';
+
+/** spec.transition.analysis, normalised. Kept beside (not inside) spec.transition: the transition is
+ *  pushed to the sidecar as is, and the sidecar needs none of this (the controller judges). */
+export interface TransitionAnalysis {
+  /** The transition's own analysis (CONCURRENT: judged every intervalMs). */
+  analysis?: AnalysisConfig;
+  /** GRADUAL with steps: the gate after step i's pause (the transition's analysis merged with the
+   *  step's own); undefined = no gate (the last step, or no analysis at all). */
+  steps: (AnalysisConfig | undefined)[];
+}
+
+export interface AppVersionSpec {
+  /** Present when spec.transition.analysis or a step's analysis is given. */
+  analysis?: TransitionAnalysis;
+}

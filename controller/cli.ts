@@ -8,7 +8,7 @@ import { parseCommandLine, type FlagDef } from '../common/args.js';
 import { MoltError, MoltValidationErrors } from '../common/errors.js';
 import { loadAppVersionFile, parseAppVersionText } from './load.js';
 import { printWelcome, runUp, UP_HELP } from './up.js';
-import type { ControllerStatus } from './controller-api.js';
+import type { AnalysisStatus, ControllerStatus } from './controller-api.js';
 import type { TransitionConfig } from '../common/protocol.js';
 import { peakRisk, scheduleRisk } from '../common/mixed-version-risk.js';
 import type { PreflightEvidence } from './preflight.js';
@@ -23,7 +23,7 @@ Commands:
   status             show apps, versions, phases and traffic share
   apply -f FILE      send AppVersion resources to the running controller
   validate FILE...   check AppVersion files without applying them
-  promote APP [VER]  finish a transition now (re-admit a rolled-back version, or skip a preflight)
+  promote APP [VER]  finish a transition now (under canary analysis: one step; --full: all)
   rollback APP       roll the newest version of APP back now
   traffic export APP     recorded requests of APP as HAR 1.2 (secrets redacted)
   traffic replay FILE    send a HAR's requests to a version and compare the answers
@@ -64,7 +64,7 @@ replay: sends every request of the HAR file (a molt export, or one a browser rec
         in the file. POST/PUT/PATCH/DELETE are sent only with --unsafe-methods, never to the version
         compared with. Exits 0 when everything matched, 1 otherwise.
 ${CLIENT_HELP}`,
-  promote: `Usage: molt promote APP [VERSION] [flags]\n\nSends all new traffic of APP to VERSION (default: the newest) now. Naming a rolled-back\nversion re-admits it.\n${CLIENT_HELP}`,
+  promote: `Usage: molt promote APP [VERSION] [--full] [flags]\n\nSends all new traffic of APP to VERSION (default: the newest) now. Naming a rolled-back\nversion re-admits it. Under canary analysis (spec.transition.analysis) it moves the rollout one\nstep instead, past the current step's gate; --full finishes the transition (all gates skipped).\n\n  --full   finish the transition now, also under canary analysis\n${CLIENT_HELP}`,
   rollback: `Usage: molt rollback APP [flags]\n\nRolls the newest version of APP back now; traffic returns to the previous version.\n${CLIENT_HELP}`,
 };
 
@@ -213,10 +213,28 @@ export function formatApp(st: ControllerStatus, name: string): string {
     if (ts) lines.push(`  ${ts}`);
     if (v.mixedVersionRisk) lines.push(`  mixed-version risk: now ${pct(v.mixedVersionRisk.current)}, mean ${pct(v.mixedVersionRisk.mean)}, max ${pct(v.mixedVersionRisk.max)}`);
     if (v.preflight) lines.push(formatPreflight(v.preflight, '  preflight').trimEnd().split('\n').map((l) => `  ${l.trimStart()}`).join('\n'));
+    if (v.analysis) lines.push(...formatAnalysis(v.analysis));
     const rollback = v.phase === 'RolledBack' || v.phase === 'Rejected' || v.phase === 'Failed';
     if (rollback) lines.push(`  last ${v.phase === 'Rejected' ? 'rejection' : 'rollback'}: ${v.reason}: ${v.message}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** Canary analysis of one version: where it stands, then its runs, newest last. */
+export function formatAnalysis(a: AnalysisStatus, runs = 10): string[] {
+  const time = (iso: string) => iso.slice(11, 19);
+  const step = a.step !== undefined && a.steps !== undefined ? `, step ${a.step + 1}/${a.steps}${a.weight !== undefined ? ` (weight ${a.weight}%)` : ''}` : '';
+  const window = a.window && (a.state === 'Measuring' || a.state === 'Holding') ? `, window ${time(a.window.startAt)}-${time(a.window.endAt)}${a.window.started ? '' : ' (not started)'}` : '';
+  const hold = a.holdSince ? `, inconclusive since ${time(a.holdSince)}` : '';
+  const lines = [`  analysis: ${a.state}${step}${a.baseline ? `, baseline ${a.baseline}` : ''}${window}${hold}`];
+  const shown = a.runs.slice(-runs);
+  if (a.runs.length > shown.length) lines.push(`    (${a.runs.length - shown.length} earlier runs not shown)`);
+  for (const r of shown) {
+    const where = a.mode === 'GRADUAL' ? `step ${r.step + 1}` : `window ${r.step + 1}`;
+    lines.push(`    ${time(r.startedAt)}-${time(r.endedAt)} ${where}: ${r.verdict}`);
+    for (const m of r.metrics) lines.push(`      ${m.verdict.padEnd(12)} ${m.message}`);
+  }
+  return lines;
 }
 
 export function formatStatus(st: ControllerStatus): string {
@@ -283,13 +301,22 @@ async function cmdValidate(argv: string[]): Promise<number> {
 }
 
 async function cmdPromote(argv: string[]): Promise<number> {
-  const args = parseCommandLine(argv, CLIENT_FLAGS, 'promote');
+  const args = parseCommandLine(argv, { ...CLIENT_FLAGS, full: { type: 'boolean' } }, 'promote');
   if (args.help) return help('promote');
   const [app, version, extra] = args.positionals;
   if (!app) throw new MoltError('MOLT_ERR_USAGE', 'molt promote needs APP');
   if (extra !== undefined) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${extra}" (see molt promote --help)`);
-  const v = (await client(args.values).promote(app, version)) as { name: string; version: string; phase: string };
-  process.stdout.write(`${app}: ${v.name} (version ${v.version}) promoted, phase ${v.phase}\n`);
+  const v = (await client(args.values).promote(app, version, { full: args.values.full })) as { name: string; version: string; phase: string; analysis?: AnalysisStatus };
+  if (args.values.json) {
+    process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+    return 0;
+  }
+  const a = v.analysis;
+  if (a && a.state !== 'Done' && a.step !== undefined && a.steps !== undefined) {
+    process.stdout.write(`${app}: ${v.name} (version ${v.version}) moved to step ${a.step + 1}/${a.steps}${a.weight !== undefined ? ` (weight ${a.weight}%)` : ''}, phase ${v.phase}; molt promote ${app} --full finishes\n`);
+  } else {
+    process.stdout.write(`${app}: ${v.name} (version ${v.version}) promoted, phase ${v.phase}\n`);
+  }
   return 0;
 }
 

@@ -4,6 +4,27 @@ import type { PreflightEvidence } from './preflight.js';
 // Implemented by controller/controller.ts; the admin API only depends on this interface.
 
 import type { Phase } from './appversion.js';
+import type { AnalysisRun } from './analysis/gate.js';
+
+/** Canary analysis of a version (issue 12), as status shows it. */
+export interface AnalysisStatus {
+  mode: 'GRADUAL' | 'CONCURRENT';
+  /** Pending: not started (not routed yet, or no baseline); Measuring: a window is open; Holding: the
+   *  step was Inconclusive and is measured again; Waiting: an ungated step's pause; Done: promoted;
+   *  Stopped: the version left the rollout (rolled back). */
+  state: 'Pending' | 'Measuring' | 'Holding' | 'Waiting' | 'Done' | 'Stopped';
+  /** GRADUAL: current step (0-based), number of steps, the step's weight. */
+  step?: number;
+  steps?: number;
+  weight?: number;
+  /** The version compared against (spec.version). */
+  baseline?: string;
+  /** The window being measured (ISO times). */
+  window?: { startAt: string; endAt: string; started: boolean };
+  holdSince?: string;
+  /** The last analysis runs, oldest first (at most 20). */
+  runs: AnalysisRun[];
+}
 
 export interface VersionStatus {
   name: string;
@@ -26,6 +47,8 @@ export interface VersionStatus {
   /** The newest version of an app, during and after its transition: Imago's mixed-version risk
    *  P = s(1 - s^c) now, and its mean and maximum over the rollout (sampled every second). */
   mixedVersionRisk?: { current: number; mean: number; max: number };
+  /** Canary analysis (spec.transition.analysis): current step, window, the last runs. */
+  analysis?: AnalysisStatus;
 }
 
 export interface AppStatus {
@@ -51,6 +74,11 @@ export interface ControllerStatus {
   errors: ResourceError[];
 }
 
+export interface PromoteOptions {
+  /** Under canary analysis `promote` moves one step; `full` finishes the transition (as Argo's --full). */
+  full?: boolean;
+}
+
 export interface ControllerApi {
   status(): ControllerStatus;
   /** The raw resource as last applied (parsed YAML/JSON object), or undefined. */
@@ -63,7 +91,7 @@ export interface ControllerApi {
   deleteResource(name: string): Promise<void>;
   /** Finish the transition now: all new traffic to VERSION (default the newest serving). Re-admits a rolled-back
    *  version when named explicitly. */
-  promote(app: string, version?: string): Promise<VersionStatus>;
+  promote(app: string, version?: string, opts?: PromoteOptions): Promise<VersionStatus>;
   /** Roll the newest serving version back now (reason "manual"). */
   rollback(app: string): Promise<VersionStatus>;
   /** The sidecar's recorded exchanges of an app, redacted, as HAR 1.2 (`molt traffic export`). Optional:

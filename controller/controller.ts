@@ -11,7 +11,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import type { Logger } from 'pino';
 import type { AppVersion } from './appversion.js';
-import type { AppStatus, ControllerApi, ControllerStatus, ResourceError, VersionStatus } from './controller-api.js';
+import type { AnalysisStatus, AppStatus, ControllerApi, ControllerStatus, PromoteOptions, ResourceError, VersionStatus } from './controller-api.js';
 import { ControlServer } from './control-server.js';
 import { MoltError } from '../common/errors.js';
 import { normalizeAppVersion } from './load.js';
@@ -30,6 +30,10 @@ import type { Har } from '../common/har.js';
 import { trafficToHar } from './traffic.js';
 import { RolloutRiskTracker } from '../common/mixed-version-risk.js';
 import { PreflightManager, runConfigFrom, type PreflightEvidence, type PreflightRun } from './preflight.js';
+import { advance, decide, gateConfig, onSamples, restartWindow, startGate, timedAdvanceDue, windowData, type GatePlan, type GateState, type Snapshot as SamplesSnapshot } from './analysis/gate.js';
+import { judge } from './analysis/judge.js';
+import { runPrometheusChecks } from './analysis/prometheus.js';
+import { combine, type AnalysisResult, type MetricResult } from './analysis/types.js';
 
 export interface LocalControllerOptions {
   /** Folders of AppVersion files the user edits. */
@@ -97,6 +101,8 @@ export class LocalController implements ControllerApi {
   readonly #risk = new RolloutRiskTracker();
   /** Versions in Testing: their preflight runs (controller/preflight.ts). */
   readonly #preflights: PreflightManager;
+  /** Canary analysis: AppVersion name -> the run being judged (Prometheus answers pending); see #analysisOnStats. */
+  readonly #analysisPending = new Map<string, string>();
 
   constructor(opts: LocalControllerOptions) {
     this.#opts = {
@@ -238,6 +244,7 @@ export class LocalController implements ControllerApi {
       }
     }
 
+    this.#analysisTimers(desired, now);
     const table = this.#buildTable(desired, endpoints, now);
     if (!sameRoutes(this.control.table, table)) {
       this.control.push(table);
@@ -415,6 +422,7 @@ export class LocalController implements ControllerApi {
       versions.push({ av, endpoints: eps, state: 'serving', epoch: rec.epoch, servingSince: rec.servingSince, promoted: rec.promoted });
     }
     const candidate = buildRoutingTable(0, versions);
+    this.#analysisSteps(candidate, desired, now);
     if (this.control.table && sameRoutes(this.control.table, candidate)) return this.control.table;
     this.#revision = Math.max(this.#revision + 1, now);
     return { ...candidate, revision: this.#revision };
@@ -601,6 +609,134 @@ export class LocalController implements ControllerApi {
     }
     this.#metrics.observeStats(live.length === m.versions.length ? m : { ...m, versions: live });
     this.#observeRisk();
+    this.#analysisOnStats(m);
+  }
+
+  // ---------------------------------------------------------------- canary analysis (issue 12)
+  //
+  // The pure state machine is controller/analysis/gate.ts; the state lives in RolloutRecord.analysis
+  // (durable). Here: start the gates when a version under analysis is the newest in its app's table with
+  // a baseline behind it; put its step in the table (RouteVersion.currentStep); take window snapshots
+  // from the stats lines; judge (built-in judge now, Prometheus asynchronously, never inside a reconcile);
+  // act on the decision: next step / promote, roll back, or hold.
+
+  /** The newest version of each app under analysis gets its gate state and (GRADUAL) its step in the table. */
+  #analysisSteps(table: RoutingTable, desired: Map<string, AppVersion>, now: number): void {
+    for (const app of table.apps) {
+      const newest = app.versions[0];
+      const av = newest ? desired.get(newest.id) : undefined;
+      const plan = av ? gatePlanOf(av) : undefined;
+      const rec = newest ? this.state.get(newest.id) : undefined;
+      if (!newest || !av || !plan || !rec || rec.promoted || app.versions.length < 2) continue;
+      const baseline = app.versions[1]!;
+      if (!rec.analysis) {
+        rec.analysis = startGate(plan, { name: baseline.id, version: baseline.version }, now);
+        this.#log.info({ name: rec.name, app: rec.app, version: rec.version, baseline: baseline.version, mode: plan.mode }, 'canary analysis started');
+      } else if (!app.versions.some((v) => v.id === rec.analysis!.baseline)) {
+        // The baseline left the table: compare with the version serving behind this one now, from a fresh snapshot.
+        rec.analysis.baseline = baseline.id;
+        rec.analysis.baselineVersion = baseline.version;
+        if (rec.analysis.window) delete rec.analysis.window.start;
+      }
+      if (plan.mode === 'GRADUAL') newest.currentStep = rec.analysis.step;
+    }
+  }
+
+  /** Ungated steps with a pause (only other steps carry analysis) advance on the controller's clock. */
+  #analysisTimers(desired: Map<string, AppVersion>, now: number): void {
+    for (const av of desired.values()) {
+      const rec = this.state.get(av.metadata.name);
+      const plan = gatePlanOf(av);
+      if (!rec?.analysis || !plan || rec.promoted || isTerminal(rec.phase)) continue;
+      if (timedAdvanceDue(plan, rec.analysis, now)) this.#analysisAdvance(rec, plan, now, 'pause over (step without analysis)');
+    }
+  }
+
+  #analysisAdvance(rec: RolloutRecord, plan: GatePlan, now: number, why: string): void {
+    const r = advance(plan, rec.analysis!, now);
+    const fields = { name: rec.name, app: rec.app, version: rec.version, why };
+    if (r.promote) {
+      rec.promoted = true;
+      this.#log.info(fields, 'canary analysis done: version promoted');
+    } else {
+      this.#log.info({ ...fields, step: r.step + 1, weight: plan.steps[r.step]?.weight }, 'canary analysis: next step');
+    }
+  }
+
+  /** Every stats line: window edges for the newest version of each app whose gates are running. */
+  #analysisOnStats(m: StatsMessage): void {
+    const byId = new Map(m.versions.map((v) => [v.versionId, v]));
+    for (const app of this.control.table?.apps ?? []) {
+      const newest = app.versions[0];
+      if (!newest) continue;
+      const rec = this.state.get(newest.id);
+      const av = this.#snapshot.desired.get(newest.id);
+      const plan = av ? gatePlanOf(av) : undefined;
+      const gate = rec?.analysis;
+      if (!rec || !av || !plan || !gate || rec.promoted || isTerminal(rec.phase) || this.#analysisPending.has(rec.name)) continue;
+      if (rec.epoch !== newest.epoch) continue; // the table still shows an earlier admission
+      const step = onSamples(gate, m.at, byId.get(newest.id)?.analysis, byId.get(gate.baseline)?.analysis);
+      if (step.kind === 'started') this.state.flush();
+      else if (step.kind === 'no-samples') {
+        const result = combine([{ metric: 'samples', kind: 'errors', verdict: 'Inconclusive', message: `inconclusive: ${step.why}` }]);
+        this.#analysisDecide(rec, plan, result, step, undefined, Date.now());
+      } else if (step.kind === 'judge') {
+        void this.#analysisJudge(av, rec, plan, step.start, step.end).catch((err: Error) => {
+          this.#log.error({ err, name: rec.name }, 'canary analysis: judging a window failed');
+        });
+      }
+    }
+  }
+
+  async #analysisJudge(av: AppVersion, rec: RolloutRecord, plan: GatePlan, start: SamplesSnapshot, end: SamplesSnapshot): Promise<void> {
+    const gate = rec.analysis!;
+    const cfg = gateConfig(plan, gate)!;
+    const token = `${rec.epoch}:${gate.step}:${gate.judged}`;
+    let canary, baseline;
+    try {
+      canary = windowData(start.canary, end.canary);
+      baseline = windowData(start.baseline, end.baseline);
+    } catch (err) {
+      // The sidecar restarted (its counters start from zero): measure the window again.
+      this.#log.info({ name: rec.name, why: (err as Error).message }, 'canary analysis: counters went back (sidecar restart?); window restarted');
+      restartWindow(plan, gate, end);
+      this.state.flush();
+      return;
+    }
+    const metrics: MetricResult[] = [...judge(baseline, canary, cfg).metrics];
+    if (cfg.prometheus) {
+      this.#analysisPending.set(rec.name, token);
+      try {
+        const vars = { app: rec.app, version: rec.version, baseline: gate.baselineVersion };
+        // Each query is bounded by its timeout; the extra second bounds the run as a whole.
+        metrics.push(...await runPrometheusChecks(cfg.prometheus, vars, { signal: AbortSignal.timeout(cfg.prometheus.timeoutMs + 1000) }));
+      } catch (err) {
+        metrics.push({ metric: 'prometheus', kind: 'prometheus', verdict: 'Inconclusive', message: `prometheus: inconclusive: ${(err as Error).message}` });
+      } finally {
+        this.#analysisPending.delete(rec.name);
+      }
+      // The rollout may have moved on while Prometheus answered (a person promoted or rolled back, a new spec).
+      const cur = this.state.get(rec.name);
+      if (this.#stopped || cur !== rec || rec.promoted || isTerminal(rec.phase) || rec.analysis !== gate || `${rec.epoch}:${gate.step}:${gate.judged}` !== token) return;
+    }
+    this.#analysisDecide(rec, plan, combine(metrics), { startAt: start.at, endAt: end.at }, end, Date.now());
+  }
+
+  #analysisDecide(rec: RolloutRecord, plan: GatePlan, result: AnalysisResult, window: { startAt: number; endAt: number }, end: SamplesSnapshot | undefined, now: number): void {
+    const gate = rec.analysis!;
+    const step = gate.step;
+    const d = decide(plan, gate, result, window, end, now);
+    this.#metrics.analysisRun(rec.app, rec.version, result.verdict);
+    const fields = { name: rec.name, app: rec.app, version: rec.version, baseline: gate.baselineVersion, ...(plan.mode === 'GRADUAL' ? { step: step + 1 } : {}), verdict: result.verdict, message: result.message };
+    if (result.verdict === 'Fail') this.#log.warn(fields, 'canary analysis: Fail');
+    else this.#log.info(fields, `canary analysis: ${result.verdict}`);
+    if (d.kind === 'advance') this.#analysisAdvance(rec, plan, now, result.verdict === 'Pass' ? 'analysis passed' : 'inconclusive for maxHold; onInconclusive: promote');
+    else if (d.kind === 'rollback') {
+      this.#applyPhase(rec, { analysisRollback: { reason: d.reason, message: d.message } }, now);
+      rec.promoted = false;
+    }
+    this.state.flush();
+    this.requestReconcile();
   }
 
   /** Imago's mixed-version risk per app, once per stats line (every second): the newest routed version's
@@ -687,7 +823,31 @@ export class LocalController implements ControllerApi {
       errors: s?.errors ?? 0,
       ...(av.spec.preflight ? { preflight: this.#preflightStatus(av, rec) } : {}),
       ...this.#riskStatus(av),
+      ...this.#analysisStatus(av, rec),
     };
+  }
+
+  #analysisStatus(av: AppVersion, rec: RolloutRecord | undefined): Pick<VersionStatus, 'analysis'> {
+    const plan = gatePlanOf(av);
+    if (!plan) return {};
+    const g = rec?.analysis;
+    const iso = (ms: number) => new Date(ms).toISOString();
+    const out: AnalysisStatus = { mode: plan.mode, state: 'Pending', runs: g ? [...g.runs] : [] };
+    if (plan.mode === 'GRADUAL') {
+      out.steps = plan.steps.length;
+      if (g) {
+        out.step = g.step;
+        out.weight = plan.steps[g.step]?.weight;
+      }
+    }
+    if (g) {
+      out.baseline = g.baselineVersion;
+      if (g.window) out.window = { startAt: iso(g.window.start?.at ?? g.window.startAt), endAt: iso(g.window.endAt), started: g.window.start !== undefined };
+      if (g.holdSince !== undefined) out.holdSince = iso(g.holdSince);
+      out.state = rec!.promoted ? 'Done' : isTerminal(rec!.phase) ? 'Stopped' : g.holdSince !== undefined ? 'Holding' : g.window ? 'Measuring' : 'Waiting';
+    } else if (rec && isTerminal(rec.phase)) out.state = 'Stopped';
+    else if (rec?.promoted) out.state = 'Done';
+    return { analysis: out };
   }
 
   #riskStatus(av: AppVersion): Pick<VersionStatus, 'mixedVersionRisk'> {
@@ -750,7 +910,7 @@ export class LocalController implements ControllerApi {
     throw new MoltError('MOLT_ERR_NOT_FOUND', `no AppVersion named "${name}"`);
   }
 
-  async promote(app: string, version?: string): Promise<VersionStatus> {
+  async promote(app: string, version?: string, opts: PromoteOptions = {}): Promise<VersionStatus> {
     await this.reconcileNow();
     const avs = this.#appVersions(app);
     let target: AppVersion | undefined;
@@ -763,17 +923,37 @@ export class LocalController implements ControllerApi {
     }
     const rec = this.state.get(target.metadata.name)!;
     const pastPreflight = Boolean(version) && target.spec.preflight !== undefined && (rec.phase === 'Testing' || rec.phase === 'Rejected');
-    if (isTerminal(rec.phase)) {
+    // Under canary analysis, promote moves one step; --full finishes the transition.
+    const plan = gatePlanOf(target);
+    const stepwise = plan !== undefined && !opts.full && target === avs[0];
+    const readmitted = isTerminal(rec.phase);
+    if (readmitted) {
       // Re-admit: a fresh epoch so the sidecar forgets its earlier failure of this version.
       rec.epoch++;
       rec.timestamps = { created: new Date().toISOString() };
       rec.servingSince = 0;
+      delete rec.analysis; // its gates start again from the first step (or --full skips them)
       this.#applyPhase(rec, { promoteOverride: true }, Date.now());
     }
     if (pastPreflight) {
       // The operator's explicit override: the gate opens without a verdict (issue 11).
       rec.preflight = { verdict: 'overridden', message: 'promoted by the user past its preflight', evidence: this.#preflights.get(rec.name)?.status() ?? rec.preflight?.evidence };
       this.#log.warn({ app, name: rec.name, version: rec.version }, 'preflight overridden: promoted by the user');
+    }
+    if (stepwise && !rec.promoted && (readmitted || pastPreflight || !rec.analysis || plan.mode === 'GRADUAL')) {
+      let moved = true;
+      if (rec.analysis && !readmitted) {
+        const r = advance(plan, rec.analysis, Date.now());
+        moved = !r.promote;
+        if (!r.promote) this.#log.info({ app, name: rec.name, version: rec.version, step: r.step + 1, weight: plan.steps[r.step]?.weight }, 'promoted one step by the user (canary analysis)');
+      } else {
+        this.#log.info({ app, name: rec.name, version: rec.version }, 'promoted by the user: canary analysis gates start from the first step once it serves (--full skips them)');
+      }
+      if (moved) {
+        this.state.flush();
+        await this.reconcileNow();
+        return this.#versionStatus(target, this.#snapshot.endpoints.get(target.metadata.name) ?? []);
+      }
     }
     // Promoting one version un-promotes the others of the app.
     for (const av of avs) {
@@ -845,4 +1025,19 @@ function newRecord(av: AppVersion, prior: RolloutRecord | undefined, now: number
     servingSince: 0,
     timestamps: { created: new Date(now).toISOString() },
   };
+}
+
+/** The gates of a version under canary analysis, or undefined (no analysis, or nothing to gate). */
+export function gatePlanOf(av: AppVersion): GatePlan | undefined {
+  const a = av.spec.analysis;
+  const t = av.spec.transition;
+  if (!a) return undefined;
+  if (t.mode === 'CONCURRENT' && a.analysis) return { mode: 'CONCURRENT', steps: [], gates: [], concurrent: a.analysis };
+  if (t.mode === 'GRADUAL' && t.steps) {
+    // A step at weight 100 sends the baseline no new request: nothing to compare with, so no gate there
+    // (with a pause it is waited for, then the version is promoted).
+    const gates = a.steps.map((g, i) => ((t.steps![i]?.weight ?? 0) >= 100 ? undefined : g));
+    if (gates.some((g) => g !== undefined)) return { mode: 'GRADUAL', steps: t.steps, gates };
+  }
+  return undefined;
 }

@@ -24,6 +24,8 @@ import {
   type SchemaNode,
 } from './schema.js';
 import { DEFAULT_COMPARE_CONFIG, parseIgnorePattern } from '../common/preflight-diff.js';
+import { normalizeTransitionAnalysis } from './analysis/config.js';
+import { ANALYSIS_PATTERN_HINTS } from './analysis/schema-fragment.js';
 import {
   DEFAULT_FAILURE_POLICY,
   DEFAULT_TRANSITION,
@@ -283,6 +285,7 @@ const PATTERN_HINTS: Record<string, string> = {
   '^/': 'a path starting with "/"',
   [HEADER_NAME_PATTERN]: 'a header name (letters, digits and !#$%&\'*+-.^_`|~)',
   [HOOK_URL_PATTERN]: 'an absolute http(s) URL such as "http://127.0.0.1:7000/check"',
+  ...ANALYSIS_PATTERN_HINTS,
 };
 
 function ajvIssues(errors: ErrorObject[], raw: Raw): Issue[] {
@@ -466,6 +469,7 @@ class Normalizer {
     const runtime = runtimes.length === 1 ? this.runtime(runtimes[0]!, raw) : undefined;
     const keepFailed = (raw.keepFailed as boolean | undefined) ?? false;
     const preflight = raw.preflight === undefined ? undefined : this.preflight(raw.preflight as Raw, keepFailed);
+    const analysis = this.analysis((raw.transition as Raw | undefined) ?? {});
     if (!runtime || this.issues.length > 0) return undefined;
     return {
       app,
@@ -480,6 +484,7 @@ class Normalizer {
       bucketCookie,
       runtime,
       ...(preflight ? { preflight } : {}),
+      ...(analysis ? { analysis } : {}),
       callsPerInteraction: (((raw.transition as Raw | undefined) ?? {}).callsPerInteraction as number | undefined) ?? DEFAULT_CALLS_PER_INTERACTION,
     };
   }
@@ -590,6 +595,14 @@ class Normalizer {
       if (raw.steps !== undefined) out.steps = this.steps(raw.steps as Raw[]);
     }
     return out;
+  }
+
+  /** spec.transition.analysis and the steps' own (issue 12): cross-field rules and each gate's config. */
+  private analysis(raw: Raw): AppVersionSpec['analysis'] {
+    const r = normalizeTransitionAnalysis(raw);
+    for (const issue of r.issues) this.fail(issue.path, issue.message);
+    if (r.issues.length > 0 || (!r.analysis && r.steps.every((s) => s === undefined))) return undefined;
+    return { ...(r.analysis ? { analysis: r.analysis } : {}), steps: r.steps };
   }
 
   private steps(raw: Raw[]): GradualStep[] {

@@ -13,8 +13,8 @@ import { LATENCY_BUCKETS_SECONDS, type StatsMessage, type VersionStats } from '.
 /** Every phase (controller/phase.ts), each a molt_appversions series initialised to 0. */
 export { PHASES };
 
-export type RollbackReason = 'policy' | 'manual' | 'crash' | 'unready';
-export const ROLLBACK_REASONS: readonly RollbackReason[] = ['policy', 'manual', 'crash', 'unready'];
+export type RollbackReason = 'policy' | 'manual' | 'crash' | 'unready' | 'analysis';
+export const ROLLBACK_REASONS: readonly RollbackReason[] = ['policy', 'manual', 'crash', 'unready', 'analysis'];
 
 export type ReconcileResult = 'success' | 'error';
 
@@ -140,6 +140,7 @@ export class MoltMetrics {
   readonly #preflightLatency: Gauge<'app' | 'version' | 'side' | 'quantile'>;
   readonly #preflightRuns: Counter<'app' | 'version' | 'verdict'>;
   readonly #risk: Gauge<'app'>;
+  readonly #analysisRuns: Counter<'app' | 'version' | 'verdict'>;
   /** "app\0version" -> the phase its molt_version_phase series carries now. */
   readonly #phaseOf = new Map<string, string>();
   /** "app\0version\0result" -> last preflight count seen (counts restart with each run). */
@@ -185,8 +186,14 @@ export class MoltMetrics {
     });
     this.#rollbacks = new Counter({
       name: 'molt_rollbacks_total',
-      help: 'Rollbacks by app and reason (policy|manual|crash|unready)',
+      help: 'Rollbacks by app and reason (policy|manual|crash|unready|analysis)',
       labelNames: ['app', 'reason'],
+      registers,
+    });
+    this.#analysisRuns = new Counter({
+      name: 'molt_analysis_runs_total',
+      help: 'Canary analysis runs (one per judged window) by verdict: Pass, Fail, Inconclusive',
+      labelNames: ['app', 'version', 'verdict'],
       registers,
     });
     this.#reconciles = new Counter({
@@ -353,6 +360,7 @@ export class MoltMetrics {
     for (const result of ['compared', 'mismatched', 'errors', 'dropped', 'skipped']) this.#preflightRequests.remove({ app, version, result });
     for (const side of ['old', 'new']) for (const quantile of ['0.5', '0.95']) this.#preflightLatency.remove({ app, version, side, quantile });
     for (const verdict of ['Pass', 'Fail']) this.#preflightRuns.remove({ app, version, verdict });
+    for (const verdict of ['Pass', 'Fail', 'Inconclusive']) this.#analysisRuns.remove({ app, version, verdict });
     for (const [id, s] of this.#snapshots) if (s.app === app && s.version === version) this.#snapshots.delete(id);
   }
 
@@ -392,6 +400,11 @@ export class MoltMetrics {
 
   setMixedVersionRisk(app: string, risk: number): void {
     this.#risk.set({ app }, risk);
+  }
+
+  /** One canary-analysis run judged (issue 12). */
+  analysisRun(app: string, version: string, verdict: 'Pass' | 'Fail' | 'Inconclusive'): void {
+    this.#analysisRuns.inc({ app, version, verdict });
   }
 
   preflightVerdict(app: string, version: string, verdict: string): void {

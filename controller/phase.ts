@@ -21,6 +21,7 @@
 //                                                    otherwise unchanged
 //   3. failureReported                             → RolledBack (FailurePolicy)
 //   4. manualRollback                              → RolledBack (Manual)
+//   4a. analysisRollback (canary analysis, issue 12) → RolledBack (AnalysisFailed | AnalysisInconclusive)
 //   5. crashed: newest with a fallback             → RolledBack (Crashed); never ready → Failed (Crashed); else unchanged
 //   6. createFailed, never ready                   → Failed (CreateFailed)
 //   7. deleted                                     → Draining (Deleted)
@@ -81,6 +82,8 @@ export type PhaseReason =
   | 'NotReady'
   | 'InvalidSpec'
   | 'UnsupportedRuntime'
+  | 'AnalysisFailed'
+  | 'AnalysisInconclusive'
   | PreflightRejectReason;
 
 export interface PhaseStatus {
@@ -119,6 +122,8 @@ export interface PhaseObservations {
   failureReported?: string;
   /** `molt rollback APP` on this version. */
   manualRollback?: boolean;
+  /** Canary analysis (issue 12) decided against the version: its verdict is the message. */
+  analysisRollback?: { reason: 'AnalysisFailed' | 'AnalysisInconclusive'; message: string };
   /** An instance exited. */
   crashed?: { index: number; exitCode?: number };
   /** The version is the newest in the routing table and an older one can take its traffic. */
@@ -176,6 +181,7 @@ function decide(cur: PhaseStatus, o: PhaseObservations): PhaseStatus {
   // 3–7. Events.
   if (o.failureReported !== undefined) return status('RolledBack', 'FailurePolicy', o.failureReported);
   if (o.manualRollback) return status('RolledBack', 'Manual', 'rolled back by the user');
+  if (o.analysisRollback) return status('RolledBack', o.analysisRollback.reason, o.analysisRollback.message);
   if (o.crashed) {
     const code = o.crashed.exitCode !== undefined ? ` with code ${o.crashed.exitCode}` : '';
     if (o.newestWithFallback) return status('RolledBack', 'Crashed', `instance ${o.crashed.index} exited${code}`);
@@ -245,7 +251,7 @@ function routedPhase(r: NonNullable<PhaseObservations['routed']>, readyEndpoints
 }
 
 /** The rollback metric's reason for entering `next` from `prev`, or undefined when it is not a rollback. */
-export function rollbackMetricReason(prev: PhaseStatus | undefined, next: PhaseStatus): 'policy' | 'manual' | 'crash' | 'unready' | undefined {
+export function rollbackMetricReason(prev: PhaseStatus | undefined, next: PhaseStatus): 'policy' | 'manual' | 'crash' | 'unready' | 'analysis' | undefined {
   if (prev && isTerminal(prev.phase) && prev.phase === next.phase) return undefined;
   if (next.phase !== 'RolledBack' && next.phase !== 'Failed') return undefined;
   switch (next.reason) {
@@ -254,6 +260,8 @@ export function rollbackMetricReason(prev: PhaseStatus | undefined, next: PhaseS
     case 'Crashed': return 'crash';
     case 'NotReady':
     case 'CreateFailed': return 'unready';
+    case 'AnalysisFailed':
+    case 'AnalysisInconclusive': return 'analysis';
     default: return undefined;
   }
 }

@@ -14,6 +14,8 @@ export interface VersionRouting {
   epoch: number;
   servingSince: number;
   promoted: boolean;
+  /** GRADUAL under canary analysis: the step the controller holds (RouteVersion.currentStep). */
+  currentStep?: number;
 }
 
 /** Newest first by spec.version (semver-aware), then by name for a stable order. */
@@ -51,6 +53,7 @@ export function buildRoutingTable(revision: number, versions: VersionRouting[]):
         endpoints: [...v.endpoints].sort((a, b) => a.host.localeCompare(b.host) || a.port - b.port),
         servingSince: v.servingSince,
         promoted: v.promoted,
+        ...(v.currentStep !== undefined ? { currentStep: v.currentStep } : {}),
       })),
     });
   }

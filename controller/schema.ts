@@ -9,6 +9,7 @@
 
 import { DURATION_PATTERN, QUANTITY_PATTERN } from '../common/duration.js';
 import { PHASES } from './phase.js';
+import { analysisSchema, stepAnalysisSchema, ANALYSIS_TRANSITION_VALIDATIONS } from './analysis/schema-fragment.js';
 
 export type SchemaNode = { [key: string]: unknown };
 
@@ -82,12 +83,16 @@ const transition = object('How new traffic moves to this version. Default: INSTA
     items: object('One step of the schedule.', {
       weight: { type: 'number', description: 'Percentage of new traffic, 0-100.', minimum: 0, maximum: 100 },
       pause: duration('How long to hold this weight.'),
+      analysis: stepAnalysisSchema,
     }, ['weight']),
   },
   duplicateUnsafeMethods: bool('CONCURRENT: also duplicate POST/PUT/PATCH/DELETE. Default false.'),
   maxDuplicateBodySize: quantity('CONCURRENT: request bodies up to this size are duplicated. Default 1Mi.'),
   callsPerInteraction: int('Requests one client interaction makes (c in the mixed-version risk s(1 - s^c) while both versions serve). Default 1.', 1, 1000),
+  analysis: analysisSchema,
 });
+// Kubernetes >= 1.25 evaluates this CEL rule; locally normalizeTransitionAnalysis says the same.
+transition['x-kubernetes-validations'] = ANALYSIS_TRANSITION_VALIDATIONS;
 
 const rate = (description: string): SchemaNode => ({ type: 'number', description, minimum: 0, maximum: 1 });
 const headerNames = (description: string): SchemaNode => strings(description, { pattern: HEADER_NAME_PATTERN });

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Phase, PreflightRejectReason } from './phase.js';
 import type { PreflightEvidence } from './preflight.js';
+import type { GateState } from './analysis/gate.js';
 
 /** One rollout of one AppVersion (a new or changed spec starts a new record). Not the sidecar's per-version
  *  routing state (sidecar/routing.ts), which is a different thing. */
@@ -36,6 +37,9 @@ export interface RolloutRecord {
     message: string;
     evidence?: PreflightEvidence;
   };
+  /** Canary analysis (issue 12) of this rollout: current step, its start, the open window with its start
+   *  snapshots, the last runs. Durable so a restarted controller resumes the same step and window. */
+  analysis?: GateState;
 }
 
 interface StateFile {

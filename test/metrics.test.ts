@@ -155,9 +155,22 @@ test('rollbacks: reasons are bounded and initialised per app', async () => {
   assert.equal(v.get('molt_rollbacks_total{app="shop",reason="manual"}'), 2);
   assert.equal(v.get('molt_rollbacks_total{app="shop",reason="crash"}'), 0);
   assert.equal(v.get('molt_rollbacks_total{app="shop",reason="unready"}'), 0);
-  assert.equal(series(text, 'molt_rollbacks_total{').length, 4);
+  assert.equal(v.get('molt_rollbacks_total{app="shop",reason="analysis"}'), 0);
+  assert.equal(series(text, 'molt_rollbacks_total{').length, 5);
   m.forgetApp('shop');
   assert.equal(series(await m.text(), 'molt_rollbacks_total{').length, 0);
+});
+
+test('molt_analysis_runs_total counts runs per version and verdict; forgetVersion drops them', async () => {
+  const m = new MoltMetrics({ defaultMetrics: false });
+  m.analysisRun('shop', '2.0.0', 'Inconclusive');
+  m.analysisRun('shop', '2.0.0', 'Pass');
+  m.analysisRun('shop', '2.0.0', 'Pass');
+  const v = parse(await m.text());
+  assert.equal(v.get('molt_analysis_runs_total{app="shop",version="2.0.0",verdict="Pass"}'), 2);
+  assert.equal(v.get('molt_analysis_runs_total{app="shop",version="2.0.0",verdict="Inconclusive"}'), 1);
+  m.forgetVersion('shop', '2.0.0');
+  assert.equal(series(await m.text(), 'molt_analysis_runs_total{').length, 0);
 });
 
 test('reconcile, sidecar connection and phases', async () => {

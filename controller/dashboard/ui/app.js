@@ -6,7 +6,7 @@ import uPlot from '/ui/vendor/uplot.esm.js';
 const MAX_SAMPLES = 300;
 const MAX_TIMELINE = 200;
 const COLORS = ['#2f5fd0', '#1f8a4c', '#c8341f', '#b7791f', '#7b3fc4', '#0f8a8a', '#6b7385'];
-const ONE_STEP_TIP = 'One-step promote is not available yet: the controller API only finishes a transition (Promote).';
+const ONE_STEP_TIP = 'One-step promote applies to a rollout under canary analysis (spec.transition.analysis); Promote finishes any transition.';
 
 // loginEnabled until the stream says otherwise: a remote viewer without a session gets no stream (401) and
 // must be able to log in.
@@ -125,10 +125,10 @@ $('logout').addEventListener('click', async () => {
   renderApps();
 });
 
-async function act(app, action) {
+async function act(app, action, body) {
   const card = cards.get(app);
   for (const b of Object.values(card.buttons)) b.disabled = true;
-  const r = await post(`/apps/${encodeURIComponent(app)}/${action}`);
+  const r = await post(`/apps/${encodeURIComponent(app)}/${action}`, body);
   if (r.ok) notice(`${action} ${app}: ${r.data?.name ?? ''} is ${r.data?.phase ?? 'done'}`);
   else {
     if (r.status === 401) { state.session = null; renderAuth(); }
@@ -175,8 +175,8 @@ function renderApps() {
 function createCard(app) {
   const tip = state.readOnly ? 'read-only here: use kubectl molt' : 'log in to act';
   const buttons = {
-    promote: h('button', { class: 'primary', type: 'button', 'data-action': 'promote', onclick: () => act(app, 'promote') }, 'Promote'),
-    step: h('button', { type: 'button', disabled: true, title: ONE_STEP_TIP, 'data-action': 'promote-step' }, 'Promote one step'),
+    promote: h('button', { class: 'primary', type: 'button', 'data-action': 'promote', onclick: () => act(app, 'promote', { full: true }) }, 'Promote'),
+    step: h('button', { type: 'button', disabled: true, title: ONE_STEP_TIP, 'data-action': 'promote-step', onclick: () => act(app, 'promote', { full: false }) }, 'Promote one step'),
     rollback: h('button', { class: 'danger', type: 'button', 'data-action': 'rollback', onclick: () => act(app, 'rollback') }, 'Roll back'),
   };
   buttons.promote.title = tip;
@@ -216,6 +216,14 @@ function updateCard(card, app) {
   card.buttons.promote.title = tip || 'finish the transition: all new traffic to the newest serving version';
   card.buttons.rollback.title = tip || 'roll the newest serving version back now';
   card.buttons.promote.hidden = card.buttons.rollback.hidden = card.buttons.step.hidden = state.readOnly;
+  // Canary analysis on the newest version and still gating: "promote one step" (past the current gate) and
+  // "promote full" (skip the gates). Otherwise Promote finishes the transition as always.
+  const a = app.versions[0]?.analysis;
+  const gating = a && a.state !== 'Done' && a.state !== 'Stopped';
+  card.buttons.step.disabled = !act || !gating;
+  card.buttons.step.title = !gating ? ONE_STEP_TIP : tip || `past the current gate${a.step !== undefined ? ` (step ${a.step + 1} of ${a.steps})` : ''}; analysis keeps judging the next steps`;
+  card.buttons.promote.textContent = gating ? 'Promote full' : 'Promote';
+  if (gating && !tip) card.buttons.promote.title = 'finish the transition now: skip the remaining analysis gates';
 
   updateCharts(card, app);
 }
