@@ -225,23 +225,27 @@ export function mergeHistogramJSON(a: HistogramJSON, b: HistogramJSON): Histogra
   if (a.layout !== HISTOGRAM_LAYOUT || b.layout !== HISTOGRAM_LAYOUT) {
     throw new MoltError('MOLT_ERR_PROTOCOL', `latency histogram: cannot merge layouts ${JSON.stringify(a.layout)} and ${JSON.stringify(b.layout)} (this build reads "${HISTOGRAM_LAYOUT}")`);
   }
-  const x = a.bins;
-  const y = b.bins;
-  const bins: number[] = [];
+  return { layout: HISTOGRAM_LAYOUT, count: a.count + b.count, sum: a.sum + b.sum, bins: mergeSparseCounts(a.bins, b.bins) };
+}
+
+/** Sum of two flat sparse lists [key, count, key, count, …] with keys strictly ascending (histogram
+ *  bins, status codes), as a new list of the same form. */
+export function mergeSparseCounts(a: readonly number[], b: readonly number[]): number[] {
+  const out: number[] = [];
   let i = 0;
   let j = 0;
-  while (i < x.length || j < y.length) {
-    if (j >= y.length || (i < x.length && x[i]! < y[j]!)) {
-      bins.push(x[i]!, x[i + 1]!);
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && a[i]! < b[j]!)) {
+      out.push(a[i]!, a[i + 1]!);
       i += 2;
-    } else if (i >= x.length || y[j]! < x[i]!) {
-      bins.push(y[j]!, y[j + 1]!);
+    } else if (i >= a.length || b[j]! < a[i]!) {
+      out.push(b[j]!, b[j + 1]!);
       j += 2;
     } else {
-      bins.push(x[i]!, x[i + 1]! + y[j + 1]!);
+      out.push(a[i]!, a[i + 1]! + b[j + 1]!);
       i += 2;
       j += 2;
     }
   }
-  return { layout: HISTOGRAM_LAYOUT, count: a.count + b.count, sum: a.sum + b.sum, bins };
+  return out;
 }

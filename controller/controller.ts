@@ -27,7 +27,7 @@ import { probe } from './runtime/health.js';
 import type { Instance, RuntimeDriver, RuntimeKind } from './runtime/types.js';
 import type { Endpoint, FailureMessage, RoutingTable, StatsMessage } from '../common/protocol.js';
 import type { Har } from '../common/har.js';
-import { trafficToHar } from './traffic.js';
+import { appRedaction, trafficToHar } from './traffic.js';
 import { RolloutRiskTracker } from '../common/mixed-version-risk.js';
 import { PreflightManager, runConfigFrom, type PreflightEvidence, type PreflightRun } from './preflight.js';
 import { advance, decide, gateConfig, onSamples, restartWindow, startGate, timedAdvanceDue, windowData, type GatePlan, type GateState, type Snapshot as SamplesSnapshot } from './analysis/gate.js';
@@ -983,15 +983,7 @@ export class LocalController implements ControllerApi {
   async trafficHar(app: string, limit: number): Promise<Har> {
     const avs = this.#appVersions(app);
     if (avs.length === 0) throw new MoltError('MOLT_ERR_NOT_FOUND', `no app named "${app}"`);
-    // Configured redaction of any version of the app (on top of Authorization, Cookie, Set-Cookie).
-    const redact = { headers: [] as string[], queryParams: [] as string[], keep: [] as string[] };
-    for (const av of avs) {
-      const r = av.spec.preflight?.redact;
-      if (!r) continue;
-      redact.headers.push(...r.headers);
-      redact.queryParams.push(...r.queryParams);
-      redact.keep.push(...r.keep);
-    }
+    const redact = appRedaction(avs);
     const answer = await this.control.requestTraffic(app, limit);
     return trafficToHar(answer, avs[0]!.spec.hosts?.[0] ?? app, redact);
   }

@@ -15,6 +15,7 @@ import { ShadowClient } from '../common/shadow-client.js';
 import { PreflightRun, type PreflightEvidence, type PreflightRunConfig, type PreflightOutcome } from './preflight.js';
 import type { TrafficAnswer } from './control-server.js';
 import type { AppStatus, VersionStatus } from './controller-api.js';
+import type { AppVersion } from './appversion.js';
 
 const httpVersion = (v: string) => v.replace(/^HTTP\//, '');
 
@@ -47,6 +48,20 @@ export function recordedToWire(ex: RecordedExchange, i: number): WireExchange {
 export function trafficToHar(answer: TrafficAnswer, host: string, redact: RedactOptions = {}, creatorVersion?: string): Har {
   const r = new Redactor(redact);
   return toHar(answer.exchanges.map((e) => r.exchange(wireToRecorded(e))), { host, creatorVersion });
+}
+
+/** Redaction for an app's exported traffic: every version's configured `preflight.redact` (on top of
+ *  Authorization, Cookie, Set-Cookie, which the Redactor always covers). */
+export function appRedaction(avs: readonly AppVersion[]): { headers: string[]; queryParams: string[]; keep: string[] } {
+  const redact = { headers: [] as string[], queryParams: [] as string[], keep: [] as string[] };
+  for (const av of avs) {
+    const r = av.spec.preflight?.redact;
+    if (!r) continue;
+    redact.headers.push(...r.headers);
+    redact.queryParams.push(...r.queryParams);
+    redact.keep.push(...r.keep);
+  }
+  return redact;
 }
 
 /** Read and validate a HAR file: errors name the file and the entry's field path. Bodies kept next

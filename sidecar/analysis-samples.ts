@@ -8,7 +8,7 @@
 // a histogram increment and an array increment, nothing allocated. The JSON form is built only
 // by `snapshot()`, once per stats tick.
 
-import { LatencyHistogram, mergeHistogramJSON } from '../common/latency-histogram.js';
+import { LatencyHistogram, mergeHistogramJSON, mergeSparseCounts } from '../common/latency-histogram.js';
 import type { AnalysisSamples } from '../common/protocol.js';
 
 /** The upstream parser accepts status codes 100..599 (framing.ts): one slot per code. */
@@ -45,32 +45,11 @@ export class AnalysisCounters {
   }
 }
 
-/** Sum of two flat [code, count, …] lists (codes ascending), as a new list. */
-export function mergeStatusCounts(a: readonly number[], b: readonly number[]): number[] {
-  const out: number[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    if (j >= b.length || (i < a.length && a[i]! < b[j]!)) {
-      out.push(a[i]!, a[i + 1]!);
-      i += 2;
-    } else if (i >= a.length || b[j]! < a[i]!) {
-      out.push(b[j]!, b[j + 1]!);
-      j += 2;
-    } else {
-      out.push(a[i]!, a[i + 1]! + b[j + 1]!);
-      i += 2;
-      j += 2;
-    }
-  }
-  return out;
-}
-
 /** Sum of two workers' samples for the same version (a new object; the inputs are not changed). */
 export function mergeAnalysisSamples(a: AnalysisSamples, b: AnalysisSamples): AnalysisSamples {
   return {
     latency: mergeHistogramJSON(a.latency, b.latency),
-    statuses: mergeStatusCounts(a.statuses, b.statuses),
+    statuses: mergeSparseCounts(a.statuses, b.statuses),
     noResponse: a.noResponse + b.noResponse,
     requests: a.requests + b.requests,
   };

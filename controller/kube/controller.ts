@@ -44,7 +44,7 @@ import type { AppStatus, ControllerApi, ControllerStatus, ResourceError, Version
 import { MoltError } from '../../common/errors.js';
 import type { Har } from '../../common/har.js';
 import { PreflightManager, runConfigFrom, type PreflightDeps, type PreflightEvidence, type PreflightRun } from '../preflight.js';
-import { trafficToHar } from '../traffic.js';
+import { appRedaction, trafficToHar } from '../traffic.js';
 import type { ReconcileResult } from './queue.js';
 import type { ControlServer } from '../control-server.js';
 import { normalizeAppVersion } from '../load.js';
@@ -819,14 +819,7 @@ export class KubeController implements ControllerApi {
       } catch { /* invalid: no redaction settings to read */ }
     }
     if (avs.length === 0) throw new MoltError('MOLT_ERR_NOT_FOUND', `no app named "${app}"`);
-    const redact = { headers: [] as string[], queryParams: [] as string[], keep: [] as string[] };
-    for (const av of avs) {
-      const r = av.spec.preflight?.redact;
-      if (!r) continue;
-      redact.headers.push(...r.headers);
-      redact.queryParams.push(...r.queryParams);
-      redact.keep.push(...r.keep);
-    }
+    const redact = appRedaction(avs);
     const answer = await this.#o.controlServer.requestTraffic(app, limit);
     return trafficToHar(answer, avs[0]!.spec.hosts?.[0] ?? app, redact);
   }
