@@ -120,3 +120,33 @@ test('latency: mean per interval from the sidecar histogram (sum/count deltas) i
   await obs.sample(); // no requests: no latency, not zero
   assert.deepEqual(obs.snapshot().samples.map((s) => s.versions['shop-v1']), [{ rps: 10, eps: 0, latencyMs: 100 }, { rps: 0, eps: 0, latencyMs: null }]);
 });
+
+test('timeline: preflight and canary-analysis verdicts appear once each, as they are decided', async () => {
+  const { api, set } = fake();
+  let now = 2_000_000;
+  const obs = new DashboardObserver({ controller: api, now: () => now });
+  const evidence = (verdict: string, message = '') => ({ verdict, compared: 40, mismatched: 0, errors: 0, dropped: 0, skipped: 0, topMismatches: [], latency: { oldP50: null, oldP95: null, newP50: null, newP95: null }, message }) as unknown as VersionStatus['preflight'];
+  const run = (step: number, verdict: 'Pass' | 'Fail' | 'Inconclusive', endedAt: number, message: string) => ({ step, startedAt: new Date(endedAt - 1000).toISOString(), endedAt: new Date(endedAt).toISOString(), verdict, message, metrics: [] });
+  const analysis = (runs: ReturnType<typeof run>[]) => ({ runs } as unknown as VersionStatus['analysis']);
+  set([v('shop-v2', { phase: 'Testing', preflight: evidence('Pending') }), v('shop-v1', { phase: 'Promoted', traffic: 1 })]);
+  await obs.sample();
+  const mark = obs.snapshot().events.length;
+  now += 1000;
+  set([v('shop-v2', { phase: 'Testing', preflight: evidence('Pending') }), v('shop-v1', { phase: 'Promoted', traffic: 1 })]);
+  await obs.sample();
+  now += 1000;
+  set([v('shop-v2', { phase: 'Serving', traffic: 0.1, preflight: evidence('Pass', '40 compared, 0 mismatched'), analysis: analysis([]) }), v('shop-v1', { phase: 'Serving', traffic: 0.9 })]);
+  await obs.sample();
+  now += 1000;
+  set([v('shop-v2', { phase: 'Serving', traffic: 0.1, preflight: evidence('Pass', '40 compared, 0 mismatched'), analysis: analysis([run(0, 'Inconclusive', now - 500, 'too few requests')]) }), v('shop-v1', { phase: 'Serving', traffic: 0.9 })]);
+  await obs.sample();
+  now += 1000;
+  set([v('shop-v2', { phase: 'Serving', traffic: 0.1, preflight: evidence('Pass', '40 compared, 0 mismatched'), analysis: analysis([run(0, 'Inconclusive', now - 1500, 'too few requests'), run(0, 'Fail', now - 100, 'latency: p50 36 ms vs 6 ms')]) }), v('shop-v1', { phase: 'Serving', traffic: 0.9 })]);
+  await obs.sample();
+  const kinds = obs.snapshot().events.slice(mark).filter((e) => e.kind === 'preflight' || e.kind === 'analysis').map((e) => `${e.kind} ${e.message}`);
+  assert.deepEqual(kinds, [
+    'preflight preflight Pass: 40 compared, 0 mismatched',
+    'analysis analysis step 1: Inconclusive (too few requests)',
+    'analysis analysis step 1: Fail (latency: p50 36 ms vs 6 ms)',
+  ]);
+});

@@ -16,7 +16,7 @@ export interface DashboardEvent {
   app: string;
   /** AppVersion name, or "" for app-wide / controller events. */
   version: string;
-  /** added | removed | phase | traffic | rollback | sidecar | resource-error | audit | ... */
+  /** added | removed | phase | traffic | rollback | preflight | analysis | sidecar | resource-error | audit */
   kind: string;
   message: string;
   /** "controller" for derived events; who acted for audit events. */
@@ -254,6 +254,16 @@ export class DashboardObserver {
         } else {
           this.record({ time: now, app: v.app, version: v.name, kind: 'phase', message: `${old.phase} → ${v.phase}${why ? ` (${why})` : ''}`, actor: ctl });
         }
+      }
+      // Verdicts: preflight (Pending → Pass/Fail/Overridden) and every new canary-analysis run.
+      const pv = v.preflight?.verdict;
+      if (pv && pv !== 'Pending' && pv !== old.preflight?.verdict) {
+        this.record({ time: now, app: v.app, version: v.name, kind: 'preflight', message: `preflight ${pv}${v.preflight?.message ? `: ${v.preflight.message}` : ''}`, actor: ctl });
+      }
+      const lastSeen = old.analysis?.runs.at(-1)?.endedAt ?? '';
+      for (const run of v.analysis?.runs ?? []) {
+        if (run.endedAt <= lastSeen) continue;
+        this.record({ time: now, app: v.app, version: v.name, kind: 'analysis', message: `analysis step ${run.step + 1}: ${run.verdict}${run.message ? ` (${run.message})` : ''}`, actor: ctl });
       }
       if (Math.abs(old.traffic - v.traffic) >= TRAFFIC_EPSILON) {
         this.record({ time: now, app: v.app, version: v.name, kind: 'traffic', message: `traffic ${pct(old.traffic)} → ${pct(v.traffic)}`, actor: ctl });
