@@ -14,10 +14,10 @@
 // the current epoch; the leader turns it into status (phase RolledBack, condition RolledBack=True).
 
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import { computePhase, isPhase, type Phase, type PhaseObservations, type PhaseStatus } from '../phase.js';
+import { computePhase, isPhase, isTerminal, type Phase, type PhaseObservations, type PhaseStatus } from '../phase.js';
 import type { PreflightEvidence } from '../preflight.js';
 import type { AnalysisRun } from '../analysis/gate.js';
-import type { AppStatus, ControllerStatus, VersionStatus } from '../controller-api.js';
+import type { AnalysisStatus, AppStatus, ControllerStatus, VersionStatus } from '../controller-api.js';
 import { compareVersions } from '../../common/version-order.js';
 import { GROUP, MERGE_PATCH, PLURAL, VERSION } from './client.js';
 
@@ -315,14 +315,35 @@ export async function writeRollbackReport(api: CustomObjectsApi, namespace: stri
 /** What toStatus reads of an AppVersion. */
 export interface AppVersionView {
   metadata: { name: string; generation?: number; annotations?: Record<string, string> };
-  spec: { app: string; version: string; hosts?: string[]; transition?: { mode?: string } };
-  status?: { phase?: string; traffic?: unknown; reason?: string; message?: string; timestamps?: Record<string, string>; observedGeneration?: number; preflight?: unknown };
+  spec: { app: string; version: string; hosts?: string[]; transition?: { mode?: string; steps?: unknown; analysis?: unknown } };
+  status?: { phase?: string; traffic?: unknown; reason?: string; message?: string; timestamps?: Record<string, string>; observedGeneration?: number; preflight?: unknown; analysis?: unknown };
 }
 
 function trafficOf(v: unknown): number {
   if (typeof v === 'number') return v;
   if (typeof v === 'string' && /^\d+(\.\d+)?%$/.test(v)) return Number(v.slice(0, -1)) / 100;
   return 0;
+}
+
+/** status.analysis as `molt status` and the admin API show it (local mode's AnalysisStatus). */
+function analysisView(av: AppVersionView, phase: Phase): AnalysisStatus | undefined {
+  const t = av.spec.transition;
+  const a = av.status?.analysis as Partial<KubeAnalysisStatus> | undefined;
+  if (!t?.analysis || (t.mode !== 'GRADUAL' && t.mode !== 'CONCURRENT')) return undefined;
+  const steps = Array.isArray(t.steps) ? (t.steps as Array<{ weight?: number }>) : undefined;
+  const out: AnalysisStatus = { mode: t.mode, state: 'Pending', runs: Array.isArray(a?.runs) ? [...a!.runs] : [] };
+  if (t.mode === 'GRADUAL' && steps) out.steps = steps.length;
+  if (a && typeof a === 'object' && typeof a.step === 'number') {
+    if (t.mode === 'GRADUAL') {
+      out.step = a.step;
+      if (typeof steps?.[a.step]?.weight === 'number') out.weight = steps[a.step]!.weight;
+    }
+    if (a.baselineVersion) out.baseline = a.baselineVersion;
+    if (a.holdSince) out.holdSince = a.holdSince;
+    out.state = a.promoted ? 'Done' : isTerminal(phase) ? 'Stopped' : a.holdSince ? 'Holding' : 'Measuring';
+  } else if (isTerminal(phase)) out.state = 'Stopped';
+  else if (phase === 'Promoted') out.state = 'Done';
+  return out;
 }
 
 /** AppVersions as the status view `molt status` prints (newest first per app), with status.preflight. */
@@ -350,6 +371,8 @@ export function toStatus(items: AppVersionView[]): ControllerStatus {
       errors: 0,
     };
     if (current && st.preflight && typeof st.preflight === 'object') v.preflight = st.preflight as PreflightEvidence;
+    const analysis = current ? analysisView(av, v.phase) : undefined;
+    if (analysis) v.analysis = analysis;
     app.versions.push(v);
   }
   for (const a of apps.values()) a.versions.sort((x, y) => compareVersions(y.version, x.version));

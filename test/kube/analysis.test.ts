@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { FakeApiServer } from './fake-apiserver.js';
 import { NS, replica, serversAV, waitFor, type Replica } from './helpers.js';
+import { formatApp } from '../../controller/cli.js';
 import { LatencyHistogram } from '../../common/latency-histogram.js';
 import type { AnalysisSamples, RouteVersion, RoutingTable, VersionStats } from '../../common/protocol.js';
 
@@ -105,6 +106,11 @@ test('a v2 30 ms slower is rolled back by the leader at the first gate; no repli
     const steps = r.sidecar.tables.map(v2Of).filter((v) => v?.state === 'serving').map((v) => v!.currentStep);
     assert.ok(steps.length > 0, 'v2 was routed');
     assert.deepEqual([...new Set(steps)], [0], 'every table routing v2 held step 0');
+    // molt status / the admin API on every replica show the gate from status.analysis.
+    await waitFor('the cache holds the verdict', () => r.controller.status().apps[0]?.versions.find((v) => v.name === 'shop-v2')?.phase === 'RolledBack');
+    const text = formatApp(r.controller.status(), 'shop');
+    assert.match(text, /analysis: Stopped, step 1\/2 \(weight 25%\), baseline 1\.0\.0/, text);
+    assert.match(text, /step 1: Fail\n\s+Fail\s+latency: p50/, text);
   }
 });
 
