@@ -41,11 +41,13 @@ function versionStats(id: string, version: string, s: Samples, share: number): V
   };
 }
 
-/** Both sidecars send a stats line every TICK_MS; v2 is `extraMs` slower than v1 on every request. */
-function feed(replicas: Replica[], extraMs: number): () => void {
+/** Both sidecars send a stats line every TICK_MS; v2 is `extraMs` slower than v1 on every request.
+ *  A replica's entry set to null stops its feed. */
+function feed(replicas: Array<Replica | null>, extraMs: number): () => void {
   const state = replicas.map(() => ({ v1: new Samples(), v2: new Samples() }));
   const timer = setInterval(() => {
     replicas.forEach((r, i) => {
+      if (!r) return;
       const s = state[i]!;
       s.v1.add(0);
       s.v2.add(extraMs);
@@ -65,7 +67,7 @@ const transition = {
   analysis: { initialDelay: '200ms', minRequests: 50, maxHold: '20s', onInconclusive: 'hold' },
 };
 
-async function setup(t: TestContext, extraMs: number): Promise<{ server: FakeApiServer; a: Replica; b: Replica }> {
+async function setup(t: TestContext, extraMs: number): Promise<{ server: FakeApiServer; a: Replica; b: Replica; fed: Array<Replica | null> }> {
   const server = new FakeApiServer();
   await server.start();
   const a = await replica(server, 'replica-a');
@@ -83,9 +85,10 @@ async function setup(t: TestContext, extraMs: number): Promise<{ server: FakeApi
   // Nothing connects to these ports: the sidecars are doubles; the samples come from feed().
   server.create('appversions', NS, serversAV('shop-v1', 'shop', '1.0.0', 18081));
   for (const r of [a, b]) await waitFor('v1 routed', () => r.sidecar.last?.apps.some((x) => x.versions.some((v) => v.id === 'shop-v1')));
-  stopFeed = feed([a, b], extraMs);
+  const fed: Array<Replica | null> = [a, b];
+  stopFeed = feed(fed, extraMs);
   server.create('appversions', NS, serversAV('shop-v2', 'shop', '2.0.0', 18082, { transition }));
-  return { server, a, b };
+  return { server, a, b, fed };
 }
 
 test('a v2 30 ms slower is rolled back by the leader at the first gate; no replica ever routes past step 0', async (t) => {
@@ -135,4 +138,24 @@ test('an identical v2 passes each gate: the step advances in every replica\'s ta
   }
   assert.ok(!b.controller.isLeader, 'b stayed a follower: its steps came from the leader\'s status');
   assert.deepEqual(b.sidecar.last!.apps, a.sidecar.last!.apps, 'identical tables');
+});
+
+test('a new leader resumes the gate from status.analysis: same step, same history, then promotes', async (t) => {
+  const { server, a, b, fed } = await setup(t, 0);
+  await waitFor('status step 1', () => server.get('appversions', NS, 'shop-v2')?.status?.analysis?.step === 1, 15_000);
+  // The leader goes away in the middle of step 2's window (its start snapshot is lost with it).
+  fed[0] = null;
+  await a.stop();
+  await waitFor('b leads', () => b.controller.isLeader, 5000);
+  const takeover = Date.now();
+  const st = await waitFor('v2 promoted by the new leader', () => {
+    const s = server.get('appversions', NS, 'shop-v2')?.status;
+    return s?.phase === 'Promoted' ? s : undefined;
+  }, 15_000);
+  assert.deepEqual(st.analysis.runs.map((r: { step: number; verdict: string }) => `${r.step}:${r.verdict}`), ['0:Pass', '1:Pass'], 'step 1 was not judged again; step 2 was judged once');
+  assert.ok(Date.parse(st.analysis.runs[0].endedAt) < takeover, 'the first gate\'s run is the old leader\'s, kept in status');
+  await waitFor('promoted in b\'s table', () => v2Of(b.sidecar.last)?.promoted);
+  const steps = b.sidecar.tables.map(v2Of).filter((v) => v?.state === 'serving' && !v.promoted).map((v) => v!.currentStep);
+  assert.deepEqual(steps, [...steps].sort(), `b never went back a step: ${steps.join(',')}`);
+  assert.deepEqual([...new Set(steps)], [0, 1]);
 });
