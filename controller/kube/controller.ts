@@ -30,6 +30,10 @@
 // molt.dev/promoted annotation for this generation (`kubectl molt promote APP VERSION`) overrides the gate
 // and re-admits a Rejected version. A new leader starts the preflight of a version still Testing afresh.
 //
+// Canary analysis (issue 12, docs/kubernetes.md "Canary analysis"): the leader runs the gates of a GRADUAL
+// version under analysis on its own sidecar's samples and writes them to status.analysis; every replica routes
+// at status.analysis.step (RouteVersion.currentStep), so no sidecar advances steps on its own clock.
+//
 // Read-only ControllerApi: every replica serves the admin API's read endpoints and the dashboard from its
 // caches (kube/main.ts); actions answer 403 pointing to kubectl molt.
 //
@@ -510,6 +514,7 @@ export class KubeController implements ControllerApi {
     if (versions.length) this.#routes.set(key, versions);
     else this.#routes.delete(key);
     for (const name of this.#phases.keys()) if (!this.#keyByName.has(name)) this.#phases.delete(name);
+    for (const name of this.#gates.keys()) if (!this.#keyByName.has(name)) this.#gates.delete(name);
     this.#o.metrics?.setPhases(countPhases(this.#phases));
     this.#publish();
     if (firstError) throw firstError;
