@@ -269,12 +269,47 @@ export const statusSchema: SchemaNode = object('Observed state, written by the c
     additionalProperties: { type: 'string' },
   },
   preflight: preflightStatus(),
+  analysis: analysisStatus(),
   mixedVersionRisk: object('Imago\u2019s P_inc = s(1 - s^c) during a transition (s: the new version\u2019s share, c: transition.callsPerInteraction).', {
     current: { type: 'number', description: 'Now.' },
     mean: { type: 'number', description: 'Time-weighted mean since the transition started (or over the steps schedule).' },
     max: { type: 'number', description: 'Highest so far (or over the steps schedule).' },
   }),
 });
+
+function analysisStatus(): SchemaNode {
+  return object('Canary analysis of this generation (spec.analysis; Kubernetes mode: written by the leader, every replica routes at `step`).', {
+    baseline: str('AppVersion name of the version compared against.'),
+    baselineVersion: str('Its spec.version.'),
+    step: int('GRADUAL: the step every replica holds (0-based).', 0),
+    stepStartedAt: str('When the current step started.', { format: 'date-time' }),
+    holdSince: str('When the current step was first Inconclusive.', { format: 'date-time' }),
+    judged: int('Windows judged so far.', 0),
+    promoted: { type: 'boolean', description: 'The gates passed: the version takes all new traffic.' },
+    runs: {
+      type: 'array',
+      description: 'The newest judged windows (at most 20).',
+      maxItems: 20,
+      items: object('One judged window.', {
+        step: int('The step whose gate ran (CONCURRENT: the window number).', 0),
+        startedAt: str('Window start.', { format: 'date-time' }),
+        endedAt: str('Window end.', { format: 'date-time' }),
+        verdict: str('Pass, Fail or Inconclusive.', { enum: ['Pass', 'Fail', 'Inconclusive'] }),
+        message: str('The numbers behind the verdict.'),
+        metrics: {
+          type: 'array',
+          description: 'Verdict per metric.',
+          items: object('A metric.', {
+            metric: str('latency, errors, or the Prometheus query name.'),
+            kind: str('latency, errors or prometheus.'),
+            verdict: str('Pass, Fail or Inconclusive.', { enum: ['Pass', 'Fail', 'Inconclusive'] }),
+            message: str('Detail.'),
+          }),
+        },
+      }),
+    },
+  });
+}
 
 function preflightStatus(): SchemaNode {
   const count = (d: string): SchemaNode => int(d, 0);

@@ -30,6 +30,10 @@
 // molt.dev/promoted annotation for this generation (`kubectl molt promote APP VERSION`) overrides the gate
 // and re-admits a Rejected version. A new leader starts the preflight of a version still Testing afresh.
 //
+// Canary analysis (issue 12, docs/kubernetes.md "Canary analysis"): the leader runs the gates of a GRADUAL
+// version under analysis on its own sidecar's samples and writes them to status.analysis; every replica routes
+// at status.analysis.step (RouteVersion.currentStep), so no sidecar advances steps on its own clock.
+//
 // Read-only ControllerApi: every replica serves the admin API's read endpoints and the dashboard from its
 // caches (kube/main.ts); actions answer 403 pointing to kubectl molt.
 //
@@ -72,11 +76,17 @@ import { Watched, type BackoffOptions } from './informers.js';
 import { LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
 import { RolloutRiskTracker } from '../../common/mixed-version-risk.js';
-import { isPhase, rollbackMetricReason, type PhaseObservations, type PreflightRejectReason } from '../phase.js';
+import { isPhase, isTerminal, rollbackMetricReason, type PhaseObservations, type PreflightRejectReason } from '../phase.js';
+import { gatePlanOf } from '../controller.js';
+import { advance, decide, gateConfig, onSamples, restartWindow, startGate, timedAdvanceDue, windowData, type GatePlan, type GateState, type Snapshot as SamplesSnapshot } from '../analysis/gate.js';
+import { judge } from '../analysis/judge.js';
+import { runPrometheusChecks } from '../analysis/prometheus.js';
+import { combine, type AnalysisResult, type MetricResult } from '../analysis/types.js';
 import {
   PROMOTED_ANNOTATION,
   computeStatus,
   promotedFor,
+  storedAnalysis,
   storedPreflight,
   toStatus,
   currentRollback,
@@ -86,9 +96,21 @@ import {
   servingSinceOf,
   writeRollbackReport,
   writeStatus,
+  type KubeAnalysisStatus,
   type KubeStatus,
   type RollbackReport,
 } from './status.js';
+
+/** The leader's gate of one version under canary analysis (this generation and spec). */
+interface LeaderGate {
+  /** `${specHash}@${generation}`: a gate of an older spec is never used. */
+  key: string;
+  gate: GateState;
+  promoted: boolean;
+  rollback?: { reason: 'AnalysisFailed' | 'AnalysisInconclusive'; message: string };
+  /** A run waiting for Prometheus (its token). */
+  pending?: string;
+}
 
 export interface KubeControllerOptions {
   kubeConfig: KubeConfig;
@@ -176,6 +198,8 @@ export class KubeController implements ControllerApi {
   #evidenceAt = new Map<string, number>();
   #verdictCounted = new Set<string>();
   #pendingReports = new Map<string, RollbackReport>();
+  /** Leader only: canary analysis gates by AppVersion name (durable part in status.analysis). */
+  #gates = new Map<string, LeaderGate>();
   #revision = 0;
   #lastTable: RoutingTable | null = null;
   #started = false;
@@ -348,6 +372,8 @@ export class KubeController implements ControllerApi {
     this.#preflights?.retain(new Set());
     this.#runKeys.clear();
     this.#keepRuns.clear();
+    // The next leader (maybe us again) resumes the gates from status.analysis, with a fresh window.
+    this.#gates.clear();
     if (!this.#started) return; // our own shutdown
     this.counters.leadershipLost++;
     this.#log?.warn({ identity: this.identity, reason }, 'lost leadership: leader writes fenced; continuing as a follower');
@@ -419,6 +445,7 @@ export class KubeController implements ControllerApi {
       }
     }
     this.#observeRisk(m);
+    if (this.#elector.isLeader) this.#analysisOnStats(m);
   }
 
   /** Imago's P_inc per app, once per stats line, as in local mode (controller.ts #observeRisk). */
@@ -487,6 +514,7 @@ export class KubeController implements ControllerApi {
     if (versions.length) this.#routes.set(key, versions);
     else this.#routes.delete(key);
     for (const name of this.#phases.keys()) if (!this.#keyByName.has(name)) this.#phases.delete(name);
+    for (const name of this.#gates.keys()) if (!this.#keyByName.has(name)) this.#gates.delete(name);
     this.#o.metrics?.setPhases(countPhases(this.#phases));
     this.#publish();
     if (firstError) throw firstError;
@@ -537,6 +565,11 @@ export class KubeController implements ControllerApi {
       const now = this.#now();
       if (since > now) return { dueInMs: since - now };
     }
+    // Canary analysis (GRADUAL): every replica holds the step the leader wrote to status.analysis (step 0
+    // until it does), so the sidecars never advance on their own clocks; passing the last gate promotes.
+    const analysis = storedAnalysis(gen, status);
+    const promoted = !rollback && (raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true' || analysis?.promoted === true);
+    const plan = !rollback && !promoted ? gatePlanOf(av) : undefined;
     return {
       routing: {
         av,
@@ -544,7 +577,8 @@ export class KubeController implements ControllerApi {
         state: rollback ? 'rolledBack' : 'serving',
         epoch: gen,
         servingSince: since ?? 0,
-        promoted: !rollback && raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true',
+        promoted,
+        ...(plan?.mode === 'GRADUAL' ? { currentStep: analysis?.step ?? 0 } : {}),
       },
     };
   }
@@ -611,6 +645,7 @@ export class KubeController implements ControllerApi {
 
     // 4. Status (leader only, only when changed).
     if (leader) {
+      const lg = av ? this.#currentGate(name, av, gen) : undefined;
       const computed = computeStatus({
         generation: gen,
         current: status,
@@ -620,8 +655,9 @@ export class KubeController implements ControllerApi {
         deploymentExists,
         readyEndpoints: endpoints.length,
         rollback,
-        promoted: raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true',
+        promoted: raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true' || lg?.promoted === true || storedAnalysis(gen, status)?.promoted === true,
         traffic: this.#traffic.get(name),
+        ...(lg ? { analysis: toStoredAnalysis(lg), ...(lg.rollback ? { analysisRollback: lg.rollback } : {}) } : {}),
         now: this.#now(),
         ...(pf ? { preflight: pf.observation, preflightEvidence: pf.evidence, promoteOverride: pf.override && status?.observedGeneration === gen && status.phase === 'Rejected' } : {}),
         ...(this.#o.switchDelayMs !== undefined ? { switchDelayMs: this.#o.switchDelayMs } : {}),
@@ -732,6 +768,129 @@ export class KubeController implements ControllerApi {
     }
     const key = this.#keyByName.get(name);
     if (key) this.#queue.add(key);
+  }
+
+  // ---- canary analysis (leader; issue 12, docs/analysis.md "Kubernetes mode") ----
+  //
+  // The pure gate is controller/analysis/gate.ts, as in local mode. The leader keeps each gate in memory and
+  // writes its durable part (step, step start, hold, runs, promoted) to status.analysis; every replica routes
+  // at that step (#routing). Samples are the leader's own sidecar's: each replica's sidecar sees its share of
+  // the traffic, and the leader judges on its pod's sample. The window's start snapshot stays in memory:
+  // a new leader measures the current step's window again from its own stats.
+
+  /** The leader's gate of this version if it is the one for this spec and generation. */
+  #currentGate(name: string, av: AppVersion, gen: number): LeaderGate | undefined {
+    const lg = this.#gates.get(name);
+    return lg && lg.key === `${av.specHash}@${gen}` ? lg : undefined;
+  }
+
+  /** Every stats line (leader): window edges for the newest version of each app under analysis. */
+  #analysisOnStats(m: StatsMessage): void {
+    const byId = new Map(m.versions.map((v) => [v.versionId, v]));
+    const now = this.#now();
+    for (const app of this.#lastTable?.apps ?? []) {
+      const newest = app.versions[0];
+      const baseline = app.versions[1];
+      if (!newest || !baseline || newest.state !== 'serving') continue;
+      const raw = this.#avs.get(newest.id, this.namespace);
+      if (!raw || raw.metadata.deletionTimestamp) continue;
+      let av: AppVersion;
+      try {
+        av = this.#normalize(raw);
+      } catch {
+        continue;
+      }
+      const plan = gatePlanOf(av);
+      const gen = raw.metadata.generation ?? 1;
+      if (!plan || newest.epoch !== gen) continue;
+      const status = readStatus(raw.status);
+      if (raw.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true') continue; // promoted by the user
+      if (status?.observedGeneration === gen && isTerminal(status.phase)) continue;
+      let lg = this.#currentGate(newest.id, av, gen);
+      if (!lg) {
+        const stored = storedAnalysis(gen, status);
+        const gate = stored ? resumeGate(plan, stored, now) : startGate(plan, { name: baseline.id, version: baseline.version }, now);
+        lg = { key: `${av.specHash}@${gen}`, gate, promoted: stored?.promoted === true };
+        this.#gates.set(newest.id, lg);
+        this.#log?.info({ name: newest.id, app: app.name, version: newest.version, baseline: gate.baselineVersion, step: gate.step + 1, resumed: !!stored }, 'canary analysis started (leader)');
+        this.#queue.add(app.name);
+      }
+      if (lg.promoted || lg.rollback || lg.pending) continue;
+      const gate = lg.gate;
+      if (!app.versions.some((v) => v.id === gate.baseline)) {
+        gate.baseline = baseline.id;
+        gate.baselineVersion = baseline.version;
+        if (gate.window) delete gate.window.start;
+      }
+      if (timedAdvanceDue(plan, gate, now)) {
+        this.#analysisAdvance(app.name, newest.id, lg, plan, now, 'pause over (step without analysis)');
+        continue;
+      }
+      const step = onSamples(gate, m.at, byId.get(newest.id)?.analysis, byId.get(gate.baseline)?.analysis);
+      if (step.kind === 'no-samples') {
+        const result = combine([{ metric: 'samples', kind: 'errors', verdict: 'Inconclusive', message: `inconclusive: ${step.why}` }]);
+        this.#analysisDecide(app.name, av, lg, plan, result, step, undefined, now);
+      } else if (step.kind === 'judge') {
+        void this.#analysisJudge(app.name, av, lg, plan, step.start, step.end).catch((err: Error) => {
+          this.#log?.error({ err, name: newest.id }, 'canary analysis: judging a window failed');
+        });
+      }
+    }
+  }
+
+  async #analysisJudge(key: string, av: AppVersion, lg: LeaderGate, plan: GatePlan, start: SamplesSnapshot, end: SamplesSnapshot): Promise<void> {
+    const gate = lg.gate;
+    const cfg = gateConfig(plan, gate)!;
+    const name = av.metadata.name;
+    let canary, baseline;
+    try {
+      canary = windowData(start.canary, end.canary);
+      baseline = windowData(start.baseline, end.baseline);
+    } catch (err) {
+      this.#log?.info({ name, why: (err as Error).message }, 'canary analysis: counters went back (sidecar restart?); window restarted');
+      restartWindow(plan, gate, end);
+      return;
+    }
+    const metrics: MetricResult[] = [...judge(baseline, canary, cfg).metrics];
+    if (cfg.prometheus) {
+      const token = `${gate.step}:${gate.judged}`;
+      lg.pending = token;
+      try {
+        const vars = { app: av.spec.app, version: av.spec.version, baseline: gate.baselineVersion };
+        metrics.push(...await runPrometheusChecks(cfg.prometheus, vars, { signal: AbortSignal.timeout(cfg.prometheus.timeoutMs + 1000) }));
+      } catch (err) {
+        metrics.push({ metric: 'prometheus', kind: 'prometheus', verdict: 'Inconclusive', message: `prometheus: inconclusive: ${(err as Error).message}` });
+      } finally {
+        delete lg.pending;
+      }
+      // Leadership, the spec or the rollout may have moved on while Prometheus answered.
+      if (!this.#started || this.#gates.get(name) !== lg || lg.promoted || lg.rollback || `${gate.step}:${gate.judged}` !== token) return;
+    }
+    this.#analysisDecide(key, av, lg, plan, combine(metrics), { startAt: start.at, endAt: end.at }, end, this.#now());
+  }
+
+  #analysisDecide(key: string, av: AppVersion, lg: LeaderGate, plan: GatePlan, result: AnalysisResult, window: { startAt: number; endAt: number }, end: SamplesSnapshot | undefined, now: number): void {
+    const gate = lg.gate;
+    const step = gate.step;
+    const d = decide(plan, gate, result, window, end, now);
+    this.#o.metrics?.analysisRun(av.spec.app, av.spec.version, result.verdict);
+    const fields = { name: av.metadata.name, app: av.spec.app, version: av.spec.version, baseline: gate.baselineVersion, ...(plan.mode === 'GRADUAL' ? { step: step + 1 } : {}), verdict: result.verdict, message: result.message };
+    if (result.verdict === 'Fail') this.#log?.warn(fields, 'canary analysis: Fail');
+    else this.#log?.info(fields, `canary analysis: ${result.verdict}`);
+    if (d.kind === 'advance') this.#analysisAdvance(key, av.metadata.name, lg, plan, now, result.verdict === 'Pass' ? 'analysis passed' : 'inconclusive for maxHold; onInconclusive: promote');
+    else if (d.kind === 'rollback') lg.rollback = { reason: d.reason, message: d.message };
+    this.#queue.add(key); // status.analysis (and the phase) at the next reconcile
+  }
+
+  #analysisAdvance(key: string, name: string, lg: LeaderGate, plan: GatePlan, now: number, why: string): void {
+    const r = advance(plan, lg.gate, now);
+    if (r.promote) {
+      lg.promoted = true;
+      this.#log?.info({ name, why }, 'canary analysis done: version promoted');
+    } else {
+      this.#log?.info({ name, why, step: r.step + 1, weight: plan.steps[r.step]?.weight }, 'canary analysis: next step');
+    }
+    this.#queue.add(key);
   }
 
   // ---- ControllerApi: read-only (the admin API's read endpoints and the dashboard on every replica) ----
@@ -905,4 +1064,43 @@ function countPhases(phases: Map<string, Phase>): Partial<Record<Phase, number>>
   const out: Partial<Record<Phase, number>> = {};
   for (const p of phases.values()) out[p] = (out[p] ?? 0) + 1;
   return out;
+}
+
+// ---- canary analysis: status.analysis <-> the leader's gate ----
+
+function toStoredAnalysis(lg: LeaderGate): KubeAnalysisStatus {
+  const g = lg.gate;
+  return {
+    baseline: g.baseline,
+    baselineVersion: g.baselineVersion,
+    step: g.step,
+    stepStartedAt: new Date(g.stepStartedAt).toISOString(),
+    ...(g.holdSince !== undefined ? { holdSince: new Date(g.holdSince).toISOString() } : {}),
+    judged: g.judged,
+    ...(lg.promoted ? { promoted: true } : {}),
+    runs: g.runs.map((r) => ({ ...r, metrics: r.metrics.map((x) => ({ ...x })) })),
+  };
+}
+
+/** A gate from status.analysis (a new leader): same step, step start, hold and runs; the current step's
+ *  window is measured again from now (its start snapshot was in the previous leader's memory). */
+export function resumeGate(plan: GatePlan, stored: KubeAnalysisStatus, now: number): GateState {
+  const parsed = Date.parse(stored.stepStartedAt);
+  const held = stored.holdSince ? Date.parse(stored.holdSince) : NaN;
+  const g: GateState = {
+    mode: plan.mode,
+    baseline: stored.baseline,
+    baselineVersion: stored.baselineVersion,
+    step: Math.max(0, Math.min(plan.mode === 'GRADUAL' ? plan.steps.length - 1 : 0, Math.floor(stored.step))),
+    stepStartedAt: Number.isFinite(parsed) ? parsed : now,
+    judged: stored.judged ?? 0,
+    runs: Array.isArray(stored.runs) ? [...stored.runs] : [],
+  };
+  if (Number.isFinite(held)) g.holdSince = held;
+  const cfg = gateConfig(plan, g);
+  if (cfg) {
+    const length = plan.mode === 'CONCURRENT' ? cfg.intervalMs : Math.max(1, (plan.steps[g.step]?.pauseMs ?? 0) - cfg.initialDelayMs);
+    g.window = { startAt: now, endAt: now + length };
+  }
+  return g;
 }

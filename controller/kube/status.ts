@@ -14,9 +14,10 @@
 // the current epoch; the leader turns it into status (phase RolledBack, condition RolledBack=True).
 
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import { computePhase, isPhase, type Phase, type PhaseObservations, type PhaseStatus } from '../phase.js';
+import { computePhase, isPhase, isTerminal, type Phase, type PhaseObservations, type PhaseStatus } from '../phase.js';
 import type { PreflightEvidence } from '../preflight.js';
-import type { AppStatus, ControllerStatus, VersionStatus } from '../controller-api.js';
+import type { AnalysisRun } from '../analysis/gate.js';
+import type { AnalysisStatus, AppStatus, ControllerStatus, VersionStatus } from '../controller-api.js';
 import { compareVersions } from '../../common/version-order.js';
 import { GROUP, MERGE_PATCH, PLURAL, VERSION } from './client.js';
 
@@ -53,6 +54,30 @@ export interface KubeStatus {
   timestamps: Record<string, string>;
   /** spec.preflight's verdict and evidence for this generation (absent without a preflight). */
   preflight?: PreflightEvidence;
+  /** Canary analysis of this generation (leader-written; every replica routes at its step). */
+  analysis?: KubeAnalysisStatus;
+}
+
+/** status.analysis: the durable part of the leader's gate (controller/analysis/gate.ts GateState). The
+ *  window's start snapshot stays in the leader's memory: a new leader measures the current step's window
+ *  again from its own first stats line. */
+export interface KubeAnalysisStatus {
+  baseline: string;
+  baselineVersion: string;
+  step: number;
+  stepStartedAt: string;
+  holdSince?: string;
+  judged: number;
+  /** The gates passed (last step passed): the version takes all new traffic, as a promoted one. */
+  promoted?: boolean;
+  runs: AnalysisRun[];
+}
+
+/** status.analysis of this generation, if the leader wrote one. */
+export function storedAnalysis(generation: number, status: Partial<KubeStatus> | undefined): KubeAnalysisStatus | undefined {
+  if (!status || status.observedGeneration !== generation) return undefined;
+  const a = status.analysis;
+  return a && typeof a === 'object' && typeof a.step === 'number' ? a : undefined;
 }
 
 export interface RollbackReport {
@@ -132,6 +157,10 @@ export interface StatusInput {
   /** With a preflight: the switch to serving is stamped this far in the future, so that every replica adds
    *  the version to its table at the same instant (default DEFAULT_SWITCH_DELAY_MS). */
   switchDelayMs?: number;
+  /** Canary analysis state to write (absent: keep what status has for this generation). */
+  analysis?: KubeAnalysisStatus;
+  /** Canary analysis decided against the version (RolledBack, AnalysisFailed | AnalysisInconclusive). */
+  analysisRollback?: PhaseObservations['analysisRollback'];
 }
 
 function iso(ms: number): string {
@@ -174,6 +203,7 @@ export function computeStatus(i: StatusInput): KubeStatus {
     invalidSpec: i.invalid,
     unsupportedRuntime: i.unsupported,
     failureReported: i.rollback?.reason,
+    analysisRollback: i.analysisRollback,
     instancesCreated: i.runtime !== 'docker' || i.deploymentExists,
     readyEndpoints: i.readyEndpoints,
     startup: i.startup,
@@ -202,7 +232,9 @@ export function computeStatus(i: StatusInput): KubeStatus {
     ready
       ? condition(prevConds, 'Ready', 'True', 'EndpointsReady', `${i.readyEndpoints} ready endpoint${i.readyEndpoints === 1 ? '' : 's'}`, g, i.now)
       : condition(prevConds, 'Ready', 'False', i.invalid || i.unsupported ? reason : 'NoReadyEndpoints', 'no ready endpoints', g, i.now),
-    i.rollback
+    phase === 'RolledBack' && (reason === 'AnalysisFailed' || reason === 'AnalysisInconclusive')
+      ? condition(prevConds, 'RolledBack', 'True', reason, message, g, i.now)
+      : i.rollback
       ? condition(prevConds, 'RolledBack', 'True', 'FailurePolicy', i.rollback.reason, g, i.now)
       : condition(prevConds, 'RolledBack', 'False', 'NotRolledBack', 'no failure reported for this generation', g, i.now),
   ];
@@ -213,6 +245,8 @@ export function computeStatus(i: StatusInput): KubeStatus {
     const evidence = i.preflightEvidence ?? kept;
     if (evidence) out.preflight = evidence;
   }
+  const analysis = i.analysis ?? (sameGen && cur?.analysis && typeof cur.analysis === 'object' ? cur.analysis : undefined);
+  if (analysis) out.analysis = analysis;
   return out;
 }
 
@@ -253,6 +287,7 @@ function canonical(v: unknown): string {
 export async function writeStatus(api: CustomObjectsApi, namespace: string, name: string, status: KubeStatus, previous: Partial<KubeStatus> | undefined): Promise<unknown> {
   const body: Record<string, unknown> = { ...status, timestamps: withNulls(status.timestamps, previous?.timestamps) };
   if (status.preflight) body.preflight = withNulls(status.preflight as unknown as Record<string, unknown>, previous?.preflight as Record<string, unknown> | undefined);
+  if (status.analysis) body.analysis = withNulls(status.analysis as unknown as Record<string, unknown>, previous?.analysis as Record<string, unknown> | undefined);
   for (const k of Object.keys(previous ?? {})) if (!(k in body)) body[k] = null;
   return api.patchNamespacedCustomObjectStatus(
     { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status: body } },
@@ -280,14 +315,35 @@ export async function writeRollbackReport(api: CustomObjectsApi, namespace: stri
 /** What toStatus reads of an AppVersion. */
 export interface AppVersionView {
   metadata: { name: string; generation?: number; annotations?: Record<string, string> };
-  spec: { app: string; version: string; hosts?: string[]; transition?: { mode?: string } };
-  status?: { phase?: string; traffic?: unknown; reason?: string; message?: string; timestamps?: Record<string, string>; observedGeneration?: number; preflight?: unknown };
+  spec: { app: string; version: string; hosts?: string[]; transition?: { mode?: string; steps?: unknown; analysis?: unknown } };
+  status?: { phase?: string; traffic?: unknown; reason?: string; message?: string; timestamps?: Record<string, string>; observedGeneration?: number; preflight?: unknown; analysis?: unknown };
 }
 
 function trafficOf(v: unknown): number {
   if (typeof v === 'number') return v;
   if (typeof v === 'string' && /^\d+(\.\d+)?%$/.test(v)) return Number(v.slice(0, -1)) / 100;
   return 0;
+}
+
+/** status.analysis as `molt status` and the admin API show it (local mode's AnalysisStatus). */
+function analysisView(av: AppVersionView, phase: Phase): AnalysisStatus | undefined {
+  const t = av.spec.transition;
+  const a = av.status?.analysis as Partial<KubeAnalysisStatus> | undefined;
+  if (!t?.analysis || (t.mode !== 'GRADUAL' && t.mode !== 'CONCURRENT')) return undefined;
+  const steps = Array.isArray(t.steps) ? (t.steps as Array<{ weight?: number }>) : undefined;
+  const out: AnalysisStatus = { mode: t.mode, state: 'Pending', runs: Array.isArray(a?.runs) ? [...a!.runs] : [] };
+  if (t.mode === 'GRADUAL' && steps) out.steps = steps.length;
+  if (a && typeof a === 'object' && typeof a.step === 'number') {
+    if (t.mode === 'GRADUAL') {
+      out.step = a.step;
+      if (typeof steps?.[a.step]?.weight === 'number') out.weight = steps[a.step]!.weight;
+    }
+    if (a.baselineVersion) out.baseline = a.baselineVersion;
+    if (a.holdSince) out.holdSince = a.holdSince;
+    out.state = a.promoted ? 'Done' : isTerminal(phase) ? 'Stopped' : a.holdSince ? 'Holding' : 'Measuring';
+  } else if (isTerminal(phase)) out.state = 'Stopped';
+  else if (phase === 'Promoted') out.state = 'Done';
+  return out;
 }
 
 /** AppVersions as the status view `molt status` prints (newest first per app), with status.preflight. */
@@ -315,6 +371,8 @@ export function toStatus(items: AppVersionView[]): ControllerStatus {
       errors: 0,
     };
     if (current && st.preflight && typeof st.preflight === 'object') v.preflight = st.preflight as PreflightEvidence;
+    const analysis = current ? analysisView(av, v.phase) : undefined;
+    if (analysis) v.analysis = analysis;
     app.versions.push(v);
   }
   for (const a of apps.values()) a.versions.sort((x, y) => compareVersions(y.version, x.version));
