@@ -30,7 +30,7 @@ import type { Har } from '../common/har.js';
 import { appRedaction, trafficToHar } from './traffic.js';
 import { RolloutRiskTracker } from '../common/mixed-version-risk.js';
 import { PreflightManager, runConfigFrom, type PreflightEvidence, type PreflightRun } from './preflight.js';
-import { advance, decide, gateConfig, onSamples, restartWindow, startGate, timedAdvanceDue, windowData, type GatePlan, type GateState, type Snapshot as SamplesSnapshot } from './analysis/gate.js';
+import { advance, decide, gateConfig, gatePlanOf, onSamples, restartWindow, startGate, timedAdvanceDue, windowData, type GatePlan, type GateState, type Snapshot as SamplesSnapshot } from './analysis/gate.js';
 import { judge } from './analysis/judge.js';
 import { runPrometheusChecks } from './analysis/prometheus.js';
 import { combine, type AnalysisResult, type MetricResult } from './analysis/types.js';
@@ -1019,17 +1019,3 @@ function newRecord(av: AppVersion, prior: RolloutRecord | undefined, now: number
   };
 }
 
-/** The gates of a version under canary analysis, or undefined (no analysis, or nothing to gate). */
-export function gatePlanOf(av: AppVersion): GatePlan | undefined {
-  const a = av.spec.analysis;
-  const t = av.spec.transition;
-  if (!a) return undefined;
-  if (t.mode === 'CONCURRENT' && a.analysis) return { mode: 'CONCURRENT', steps: [], gates: [], concurrent: a.analysis };
-  if (t.mode === 'GRADUAL' && t.steps) {
-    // A step at weight 100 sends the baseline no new request: nothing to compare with, so no gate there
-    // (with a pause it is waited for, then the version is promoted).
-    const gates = a.steps.map((g, i) => ((t.steps![i]?.weight ?? 0) >= 100 ? undefined : g));
-    if (gates.some((g) => g !== undefined)) return { mode: 'GRADUAL', steps: t.steps, gates };
-  }
-  return undefined;
-}

@@ -142,7 +142,7 @@ test('a step without analysis (only others carry it) advances on the controller\
 
 test('no gate at weight 100 (the baseline gets no new request there): that step is waited for, then promoted', async () => {
   const { parseAppVersionText } = await import('../controller/load.js');
-  const { gatePlanOf } = await import('../controller/controller.js');
+  const { gatePlanOf } = await import('../controller/analysis/gate.js');
   const r = parseAppVersionText(`apiVersion: molt.dev/v1alpha1
 kind: AppVersion
 metadata: { name: shop-v2 }

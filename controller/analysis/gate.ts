@@ -34,6 +34,7 @@ import type { AnalysisSamples, GradualStep } from '../../common/protocol.js';
 import type { AnalysisConfig } from './config.js';
 import type { WindowData } from './judge.js';
 import type { AnalysisResult, Verdict } from './types.js';
+import type { AppVersion } from '../appversion.js';
 
 /** How many analysis runs a version's status keeps (the newest). */
 export const MAX_RUNS = 20;
@@ -268,4 +269,19 @@ export function decide(plan: GatePlan, s: GateState, result: AnalysisResult, win
   }
   extendWindow();
   return { kind: 'continue' };
+}
+
+/** The gates of a version under canary analysis, or undefined (no analysis, or nothing to gate). */
+export function gatePlanOf(av: AppVersion): GatePlan | undefined {
+  const a = av.spec.analysis;
+  const t = av.spec.transition;
+  if (!a) return undefined;
+  if (t.mode === 'CONCURRENT' && a.analysis) return { mode: 'CONCURRENT', steps: [], gates: [], concurrent: a.analysis };
+  if (t.mode === 'GRADUAL' && t.steps) {
+    // A step at weight 100 sends the baseline no new request: nothing to compare with, so no gate there
+    // (with a pause it is waited for, then the version is promoted).
+    const gates = a.steps.map((g, i) => ((t.steps![i]?.weight ?? 0) >= 100 ? undefined : g));
+    if (gates.some((g) => g !== undefined)) return { mode: 'GRADUAL', steps: t.steps, gates };
+  }
+  return undefined;
 }

@@ -77,7 +77,7 @@ import { LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
 import { RolloutRiskTracker } from '../../common/mixed-version-risk.js';
 import { isPhase, isTerminal, rollbackMetricReason, type PhaseObservations, type PreflightRejectReason } from '../phase.js';
-import { gatePlanOf } from '../controller.js';
+import { gatePlanOf } from '../analysis/gate.js';
 import { advance, decide, gateConfig, onSamples, restartWindow, startGate, timedAdvanceDue, windowData, type GatePlan, type GateState, type Snapshot as SamplesSnapshot } from '../analysis/gate.js';
 import { judge } from '../analysis/judge.js';
 import { runPrometheusChecks } from '../analysis/prometheus.js';
