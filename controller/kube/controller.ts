@@ -86,6 +86,7 @@ import {
   PROMOTED_ANNOTATION,
   computeStatus,
   promotedFor,
+  PROMOTE_STEP_ANNOTATION,
   storedAnalysis,
   storedPreflight,
   toStatus,
@@ -817,6 +818,12 @@ export class KubeController implements ControllerApi {
       }
       if (lg.promoted || lg.rollback || lg.pending) continue;
       const gate = lg.gate;
+      // `kubectl molt promote` (one step): advance past the annotated step once; a step already past it does nothing.
+      const stepAnn = raw.metadata.annotations?.[PROMOTE_STEP_ANNOTATION];
+      if (plan.mode === 'GRADUAL' && stepAnn !== undefined && /^\d+$/.test(stepAnn) && Number(stepAnn) === gate.step) {
+        this.#analysisAdvance(app.name, newest.id, lg, plan, now, `promoted one step by the user (molt.dev/promote-step: ${stepAnn})`);
+        continue;
+      }
       if (!app.versions.some((v) => v.id === gate.baseline)) {
         gate.baseline = baseline.id;
         gate.baselineVersion = baseline.version;

@@ -10,7 +10,7 @@ import { parseCommandLine } from '../../common/args.js';
 import { MoltError, MoltValidationErrors } from '../../common/errors.js';
 import { formatApp, formatStatus, watch } from '../cli.js';
 import { GROUP, loadKubeConfig, MERGE_PATCH, PLURAL, resolveNamespace, VERSION } from './client.js';
-import { parseRollbackReport, PROMOTED_ANNOTATION, PROMOTED_GENERATION_ANNOTATION, ROLLBACK_ANNOTATION, toStatus, type AppVersionView as AV, type RollbackReport } from './status.js';
+import { parseRollbackReport, PROMOTE_STEP_ANNOTATION, PROMOTED_ANNOTATION, PROMOTED_GENERATION_ANNOTATION, ROLLBACK_ANNOTATION, toStatus, type AppVersionView as AV, type RollbackReport } from './status.js';
 
 export const KUBECTL_MOLT_HELP = `Usage: kubectl molt <command> [flags]
 
@@ -18,13 +18,15 @@ molt's CLI as a kubectl plugin, talking to the cluster through your kubeconfig.
 
 Commands:
   status [APP] [--watch]   AppVersions with phase, traffic share and reason (one app in detail)
-  promote APP [VERSION]    finish the transition: all new traffic to VERSION (default: the newest)
+  promote APP [VERSION]    finish the transition: all new traffic to VERSION (default: the newest);
+                           under canary analysis (GRADUAL) one step, --full: all
   rollback APP             roll the newest serving version of APP back now
 
 Flags:
   -n, --namespace NS       namespace (default: the kubeconfig context's)
   --kubeconfig FILE        kubeconfig (default: $KUBECONFIG, ~/.kube/config)
   --json                   status as JSON
+  --full                   promote: finish the transition even under canary analysis
   -w, --watch              status: redraw every second until Ctrl-C
 `;
 
@@ -43,6 +45,7 @@ export async function runKubectlMolt(argv: string[], out: (s: string) => void = 
     kubeconfig: { type: 'string' },
     json: { type: 'boolean' },
     watch: { type: 'boolean', short: 'w' },
+    full: { type: 'boolean' },
   }, `kubectl molt ${command}`);
   if (args.help) { out(KUBECTL_MOLT_HELP); return 0; }
   const kc = loadKubeConfig(args.values.kubeconfig);
@@ -80,6 +83,17 @@ export async function runKubectlMolt(argv: string[], out: (s: string) => void = 
         ? st.versions.find((v) => v.version === version || v.name === version)
         : st.versions.find((v) => !TERMINAL.has(v.phase));
       if (!target) throw new MoltError('MOLT_ERR_NOT_FOUND', version ? `app "${app}" has no version "${version}"` : `app "${app}" has no version that can be promoted`);
+      // Under canary analysis (GRADUAL, gating), one step: the leader advances past the step we saw, once.
+      const a = target.analysis;
+      if (!args.values.full && target === st.versions[0] && a?.mode === 'GRADUAL' && a.state !== 'Done' && a.state !== 'Stopped') {
+        if (a.step === undefined) throw new MoltError('MOLT_ERR_CONFLICT', `${target.name}: canary analysis has not started yet (no step in status.analysis); try again, or use --full`);
+        await annotate(api, namespace, target.name, { [PROMOTE_STEP_ANNOTATION]: String(a.step) });
+        const steps = a.steps ?? a.step + 1;
+        out(a.step + 1 >= steps
+          ? `${app}: ${target.name} (version ${target.version}) past its last step (${steps}/${steps}): promoted\n`
+          : `${app}: ${target.name} (version ${target.version}) promoted one step: ${a.step + 2}/${steps}\n`);
+        return 0;
+      }
       for (const av of items) {
         const want = av.metadata.name === target.name;
         const has = av.metadata.annotations?.[PROMOTED_ANNOTATION] === 'true';

@@ -26,6 +26,9 @@ export const PROMOTED_ANNOTATION = 'molt.dev/promoted';
 /** metadata.generation the molt.dev/promoted annotation was written for (`kubectl molt promote`). With it, the
  *  annotation overrides only that generation's preflight; without it (annotated by hand), every generation's. */
 export const PROMOTED_GENERATION_ANNOTATION = 'molt.dev/promoted-generation';
+/** `kubectl molt promote` under canary analysis (GRADUAL): the step (0-based) status.analysis showed. The leader
+ *  advances past that step once: if status.analysis.step is already past it, the annotation does nothing. */
+export const PROMOTE_STEP_ANNOTATION = 'molt.dev/promote-step';
 
 /** Default delay between the leader's preflight pass and the atomic switch (status.timestamps.serving). */
 export const DEFAULT_SWITCH_DELAY_MS = 2000;
