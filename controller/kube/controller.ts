@@ -820,7 +820,8 @@ export class KubeController implements ControllerApi {
       const gate = lg.gate;
       // `kubectl molt promote` (one step): advance past the annotated step once; a step already past it does nothing.
       const stepAnn = raw.metadata.annotations?.[PROMOTE_STEP_ANNOTATION];
-      if (plan.mode === 'GRADUAL' && stepAnn !== undefined && /^\d+$/.test(stepAnn) && Number(stepAnn) === gate.step) {
+      const promoteStep = /^(\d+)\/(\d+)$/.exec(stepAnn ?? '');
+      if (plan.mode === 'GRADUAL' && promoteStep && Number(promoteStep[1]) === (raw.metadata.generation ?? 1) && Number(promoteStep[2]) === gate.step) {
         this.#analysisAdvance(app.name, newest.id, lg, plan, now, `promoted one step by the user (molt.dev/promote-step: ${stepAnn})`);
         continue;
       }

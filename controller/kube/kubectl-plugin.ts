@@ -87,7 +87,9 @@ export async function runKubectlMolt(argv: string[], out: (s: string) => void = 
       const a = target.analysis;
       if (!args.values.full && target === st.versions[0] && a?.mode === 'GRADUAL' && a.state !== 'Done' && a.state !== 'Stopped') {
         if (a.step === undefined) throw new MoltError('MOLT_ERR_CONFLICT', `${target.name}: canary analysis has not started yet (no step in status.analysis); try again, or use --full`);
-        await annotate(api, namespace, target.name, { [PROMOTE_STEP_ANNOTATION]: String(a.step) });
+        // "GENERATION/STEP": a leftover value cannot advance the gates of a later spec (they restart at 0).
+        const generation = items.find((av) => av.metadata.name === target.name)?.metadata.generation ?? 1;
+        await annotate(api, namespace, target.name, { [PROMOTE_STEP_ANNOTATION]: `${generation}/${a.step}` });
         const steps = a.steps ?? a.step + 1;
         out(a.step + 1 >= steps
           ? `${app}: ${target.name} (version ${target.version}) past its last step (${steps}/${steps}): promoted\n`

@@ -26,8 +26,8 @@ export const PROMOTED_ANNOTATION = 'molt.dev/promoted';
 /** metadata.generation the molt.dev/promoted annotation was written for (`kubectl molt promote`). With it, the
  *  annotation overrides only that generation's preflight; without it (annotated by hand), every generation's. */
 export const PROMOTED_GENERATION_ANNOTATION = 'molt.dev/promoted-generation';
-/** `kubectl molt promote` under canary analysis (GRADUAL): the step (0-based) status.analysis showed. The leader
- *  advances past that step once: if status.analysis.step is already past it, the annotation does nothing. */
+/** `kubectl molt promote` under canary analysis (GRADUAL): "GENERATION/STEP", the spec generation and the 0-based
+ *  step status.analysis showed. The leader advances past that step once, and only for that generation. */
 export const PROMOTE_STEP_ANNOTATION = 'molt.dev/promote-step';
 
 /** Default delay between the leader's preflight pass and the atomic switch (status.timestamps.serving). */

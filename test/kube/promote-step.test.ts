@@ -89,7 +89,7 @@ test('kubectl molt promote under canary analysis moves one step, once; --full pr
 
   const one = await kubectlMolt('promote', 'shop');
   assert.match(one, /shop-v2 \(version 2\.0\.0\) promoted one step: 2\/3/, one);
-  assert.equal(server.get('appversions', NS, 'shop-v2')!.metadata.annotations?.[PROMOTE_STEP_ANNOTATION], '0');
+  assert.equal(server.get('appversions', NS, 'shop-v2')!.metadata.annotations?.[PROMOTE_STEP_ANNOTATION], '1/0', 'generation 1, step 0');
   assert.equal(server.get('appversions', NS, 'shop-v2')!.metadata.annotations?.[PROMOTED_ANNOTATION], undefined, 'one step is not a full promotion');
   await waitFor('status.analysis at step 1', () => server.get('appversions', NS, 'shop-v2')?.status?.analysis?.step === 1, 10_000);
   for (const r of [a, b]) await waitFor('table at step 1', () => v2Of(r.sidecar.last)?.currentStep === 1, 5000);
