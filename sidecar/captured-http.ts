@@ -2,26 +2,12 @@
 // messages. The bytes were already validated by the proxy's framing scanner when they passed, so
 // this parser is lenient: it only needs to find the parts, and it never throws on truncation.
 
-export type HeaderPairs = Array<[name: string, value: string]>;
+import type { HeaderPairs, RecordedRequest, RecordedResponse } from '../common/har.js';
 
-export interface ParsedRequest {
-  method: string;
-  target: string;
-  httpVersion: string;
-  headers: HeaderPairs;
-  body: Buffer;
-  /** The body was longer than what was kept (or the capture ended inside it). */
-  bodyTruncated: boolean;
-}
-
-export interface ParsedResponse {
-  status: number;
-  statusText: string;
-  httpVersion: string;
-  headers: HeaderPairs;
-  body: Buffer;
-  bodyTruncated: boolean;
-}
+/** A captured request as parsed here: the recorded shape, without a full body size (unknown here). */
+export type ParsedRequest = Omit<RecordedRequest, 'bodySize'>;
+/** A captured response; statusText is always present (possibly ""). */
+export type ParsedResponse = Omit<RecordedResponse, 'bodySize' | 'statusText'> & { statusText: string };
 
 function headEnd(buf: Buffer): number {
   const i = buf.indexOf('\r\n\r\n', 0, 'latin1');
