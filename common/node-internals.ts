@@ -1,6 +1,6 @@
 // Every use of Node internals in molt, behind one module, each with a tested fallback.
 //
-// Three fast paths rely on things Node does not document:
+// Four fast paths rely on things Node does not document:
 // - direct writes: `process.binding('stream_wrap')` (WriteWrap, streamBaseState) to hand a buffer
 //   straight to a socket's libuv handle, skipping the Writable machinery (sidecar/socket-writer.ts);
 //   fallback: socket.write().
@@ -10,6 +10,10 @@
 // - tcp_wrap: `process.binding('tcp_wrap')` to bind a TCP socket without listening, so the
 //   supervisor can hold the sidecar's socket across restarts (controller/listen-socket.ts);
 //   fallback: the sidecar binds by itself.
+// - native copy: `process.binding('buffer').copy` to copy a byte range between buffers. Node 20's
+//   Buffer#copy builds a Uint8Array view of the source for every partial copy (garbage for the
+//   scavenger on every forwarded head); the binding does a memmove and allocates nothing;
+//   fallback: Buffer#copy.
 //
 // Names existing is not enough: a newer Node may keep a name and change what it does. So each
 // path is enabled only after a self-test shows it behaving on real sockets over 127.0.0.1:
@@ -85,6 +89,9 @@ export function directWritesActive(): boolean {
   return streamWrap !== null;
 }
 
+/** The request object of the last write that completed synchronously, for the next write. */
+let spareReq: WriteReq | null = null;
+
 function onWriteComplete(this: WriteReq, status: number): void {
   const o = this.owner;
   this.buffer = null;
@@ -107,21 +114,74 @@ export function writeDirect(socket: net.Socket, buf: Buffer, owner: WriteOwner):
   const b = streamWrap;
   const h = (socket as unknown as { _handle: StreamHandle | null })._handle;
   if (b === null || h == null) return WRITE_FALLBACK;
-  const req = new b.WriteWrap();
+  // A write the kernel takes at once never reaches libuv's write queue: Node tries it first and
+  // only binds the request object to a native WriteWrap when it has to wait. So the object of a
+  // synchronous write is untouched and serves the next write (one fewer allocation and native
+  // constructor call per write); one that went asynchronous (or failed) belongs to libuv/Node.
+  let req = spareReq;
+  spareReq = null;
+  if (req === null) {
+    req = new b.WriteWrap();
+    req.oncomplete = onWriteComplete;
+    req.async = false;
+    req.bytes = 0;
+    req.buffer = null;
+    req.owner = null;
+  }
   req.handle = h;
-  req.oncomplete = onWriteComplete;
-  req.async = false;
-  req.bytes = 0;
-  req.buffer = null;
-  req.owner = null;
   const err = h.writeBuffer(req, buf);
   if (err !== 0) return err < 0 ? err : -err;
-  if (b.streamBaseState[b.kLastWriteWasAsync] === 0) return WRITE_SYNC;
+  if (b.streamBaseState[b.kLastWriteWasAsync] === 0) {
+    spareReq = req;
+    return WRITE_SYNC;
+  }
   req.async = true;
   req.bytes = buf.length;
   req.buffer = buf; // keep it alive while libuv writes from it
   req.owner = owner;
   return WRITE_ASYNC;
+}
+
+// ---- copying byte ranges (buffer binding) ----
+
+type NativeCopy = (source: Uint8Array, target: Uint8Array, targetStart: number, sourceStart: number, sourceEnd: number) => number;
+
+/** The binding's copy once its check passed; null = Buffer#copy. */
+let nativeCopy: NativeCopy | null = null;
+
+/**
+ * Copy `src[srcStart, srcEnd)` into `dst` at `dstStart`; returns the bytes copied (clamped to the
+ * room in `dst`, like Buffer#copy). No allocation when the native copy is active.
+ */
+export function copyBytes(src: Buffer, dst: Buffer, dstStart: number, srcStart: number, srcEnd: number): number {
+  const c = nativeCopy;
+  return c !== null ? c(src, dst, dstStart, srcStart, srcEnd) : src.copy(dst, dstStart, srcStart, srcEnd);
+}
+
+/** Does the binding's copy behave like Buffer#copy (ranges, views with an offset, clamping)? null = yes. */
+function checkNativeCopy(c: NativeCopy): string | null {
+  try {
+    const pool = pattern(256);
+    const src = pool.subarray(17, 17 + 100); // a view with a byteOffset, as pooled buffers are
+    const dst = Buffer.alloc(64);
+    if (c(src, dst, 5, 10, 30) !== 20) return 'buffer copy returned a wrong count';
+    if (!dst.subarray(5, 25).equals(src.subarray(10, 30)) || dst[4] !== 0 || dst[25] !== 0) return 'buffer copy wrote the wrong bytes';
+    const small = Buffer.alloc(8);
+    if (c(src, small, 4, 0, 100) !== 4 || !small.subarray(4).equals(src.subarray(0, 4)) || small[3] !== 0) return 'buffer copy did not clamp to the target';
+    if (c(src, dst, 0, 7, 7) !== 0) return 'buffer copy of an empty range copied bytes';
+    return null;
+  } catch (e) {
+    return 'buffer copy threw: ' + (e as Error).message;
+  }
+}
+
+function findNativeCopy(): NativeCopy | string {
+  const b = binding('buffer') as { copy?: unknown } | null;
+  if (b === null) return "process.binding('buffer') is not available";
+  if (typeof b.copy !== 'function') return "process.binding('buffer') has no copy";
+  const c = b.copy as NativeCopy;
+  const why = checkNativeCopy(c);
+  return why === null ? c : why;
 }
 
 // ---- reads into our own buffer (private net.Socket symbols) ----
@@ -221,6 +281,7 @@ export interface InternalsReport {
   directWrite: string;
   ownReadBuffer: string;
   tcpWrap: string;
+  nativeCopy: string;
 }
 
 let selfTestRun: Promise<InternalsReport> | null = null;
@@ -241,9 +302,9 @@ export function internalsReport(): InternalsReport | null {
 }
 
 async function runSelfTest(): Promise<InternalsReport> {
-  const r: InternalsReport = { directWrite: 'off', ownReadBuffer: 'off', tcpWrap: 'off' };
+  const r: InternalsReport = { directWrite: 'off', ownReadBuffer: 'off', tcpWrap: 'off', nativeCopy: 'off' };
   if (FORCED_OFF) {
-    r.directWrite = r.ownReadBuffer = r.tcpWrap = 'off: MOLT_NODE_INTERNALS=off';
+    r.directWrite = r.ownReadBuffer = r.tcpWrap = r.nativeCopy = 'off: MOLT_NODE_INTERNALS=off';
     lastReport = r;
     return r;
   }
@@ -262,6 +323,9 @@ async function runSelfTest(): Promise<InternalsReport> {
     const why = await withTimeout(testOwnReadBuffer(k), 'own read buffer');
     if (why === null) { onreadSymbols = k; r.ownReadBuffer = 'on'; } else r.ownReadBuffer = 'off: ' + why;
   }
+  const nc = findNativeCopy();
+  if (typeof nc === 'string') r.nativeCopy = 'off: ' + nc;
+  else { nativeCopy = nc; r.nativeCopy = 'on'; }
   const t = tcpWrap();
   if (t.binding === null) r.tcpWrap = 'off: ' + t.reason;
   else {

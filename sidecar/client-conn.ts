@@ -25,7 +25,7 @@ import {
 } from './framing.js';
 import type { UpstreamConn } from './upstream-pool.js';
 import { SocketWriter } from './socket-writer.js';
-import { CONN_CLOSE, CONN_KEEP_ALIVE, CONN_UPGRADE, requestHead, responseHead } from './head-writer.js';
+import { CONN_CLOSE, CONN_KEEP_ALIVE, CONN_UPGRADE, RequestLines, requestHead, responseHead } from './head-writer.js';
 import { now, type TimerItem } from './timers.js';
 import { readIntoOwnBuffer } from '../common/node-internals.js';
 import { Exchange } from './exchange.js';
@@ -60,6 +60,7 @@ export type TimerKind = 'none' | 'header' | 'idle' | 'linger';
 // ---- static strings, computed once ----
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const EMPTY = Buffer.alloc(0);
 const REASONS: Record<number, string> = {
   400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large',
   500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
@@ -113,6 +114,10 @@ export class ClientConn implements TimerItem {
   readonly body: BodyScanner;
   readonly limits: ProxyLimits;
   readonly clientIp: string;
+  /** The X-Forwarded-* (and Connection) lines we add to this connection's requests, as bytes. */
+  readonly #lines: RequestLines;
+  /** The one-element chunk list an exchange starts with (read during start(), never kept). */
+  readonly #startChunks: Buffer[] = [EMPTY];
   deadline = 0;
   timerKind: TimerKind = 'none';
   pending: Buffer | null = null;
@@ -138,6 +143,9 @@ export class ClientConn implements TimerItem {
   reqCookie: string | undefined = undefined;
   connectRetries = 0;
   connectRetrySince = 0;
+  /** The forwarded head of a request that may be resent (retryable method, body small enough); null = not resendable. */
+  retainedHead: Buffer | null = null;
+  /** retainedHead and the body chunks forwarded so far, once there is a body chunk (null before: no array per body-less request). */
   retained: Buffer[] | null = null;
   retainedBytes = 0;
   shadowBytes = 0;
@@ -164,6 +172,7 @@ export class ClientConn implements TimerItem {
     this.body = new BodyScanner(this.limits.maxHeaderBytes);
     const ip = socket.remoteAddress ?? '';
     this.clientIp = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    this.#lines = new RequestLines(this.clientIp);
     if (!readIntoOwnBuffer(socket, () => this.#nextReadBuffer(), (n, b) => this.#onRead(n, b))) {
       socket.on('data', (d: Buffer) => this.onData(d));
     }
@@ -192,7 +201,7 @@ export class ClientConn implements TimerItem {
     // The bytes are only valid until we return. Anything that still holds a view of them (an
     // unparsed rest, retained body for a retry, a queue waiting for connect, or an upstream write
     // that did not flush synchronously) gets to keep this buffer: the next read goes into a new one.
-    if (this.pending !== null || (this.retained !== null && this.retained.length > 1) || holdsClientBytes(this.ex) ||
+    if (this.pending !== null || this.retained !== null || holdsClientBytes(this.ex) ||
         holdsClientBytes(this.shadow) || (this.reqState === 'tunnel' && holdsClientBytes(this.relay))) this.#rpinned = true;
     return true;
   }
@@ -295,6 +304,7 @@ export class ClientConn implements TimerItem {
     if (this.shadow !== null && this.shadow.state !== 'done') this.shadow.abort();
     if (this.relay !== null && this.relay.state !== 'done') this.relay.abort();
     this.pending = null;
+    this.retainedHead = null;
     this.retained = null;
     this.proxy.connClosed(this);
   }
@@ -384,7 +394,7 @@ export class ClientConn implements TimerItem {
     // A small first body piece travels in the same buffer as the head: one write, one syscall.
     const merge = first !== null && first.length <= MERGE_MAX ? first : null;
     if (merge !== null) first = null;
-    const out = requestHead(h, buf, hs, host, this.clientIp, this.upgrade, this.v10, merge);
+    const out = requestHead(h, buf, hs, this.#lines.for(h, host, this.upgrade, this.v10), this.upgrade, merge);
     const rec = proxy.recorder;
     if (rec !== null && !this.upgrade) {
       // The request as forwarded (hop-by-hop headers already dropped); kept only if it completes.
@@ -395,21 +405,25 @@ export class ClientConn implements TimerItem {
 
     const cl = h.contentLength;
     const fitsRetry = bodyKind !== BODY_LENGTH || cl <= this.limits.maxRetryBodyBytes;
-    this.retained = this.retryableMethod && fitsRetry ? [out] : null;
+    this.retainedHead = this.retryableMethod && fitsRetry ? out : null;
+    this.retained = null;
     this.retainedBytes = 0;
     this.shadowBytes = 0;
     const sh = d.shadow;
     const dup = sh !== null && sh.routable && !this.upgrade && (bodyKind !== BODY_LENGTH || cl <= d.maxDuplicateBodyBytes);
 
+    const one = this.#startChunks;
+    one[0] = out;
     const ex = new Exchange(this, d.primary, 'primary');
     this.ex = ex;
-    ex.start([out], false);
+    ex.start(one, false);
     if (dup) {
       proxy.shadowed++;
       const s = new Exchange(this, sh, 'shadow');
       this.shadow = s;
-      s.start([out], false);
+      s.start(one, false);
     }
+    one[0] = EMPTY;
     if (first !== null) this.#forward(first);
     if (this.reqState === 'done') this.#requestComplete();
     else if (this.pending !== null) {
@@ -454,12 +468,16 @@ export class ClientConn implements TimerItem {
 
   #forward(chunk: Buffer): void {
     if (this.cap !== null) this.cap.appendRequest(chunk, 0, chunk.length);
-    const r = this.retained;
-    if (r !== null) {
+    const rh = this.retainedHead;
+    if (rh !== null) {
       if (this.retainedBytes + chunk.length <= this.limits.maxRetryBodyBytes) {
-        r.push(chunk);
+        if (this.retained === null) this.retained = [rh, chunk];
+        else this.retained.push(chunk);
         this.retainedBytes += chunk.length;
-      } else this.retained = null;
+      } else {
+        this.retainedHead = null;
+        this.retained = null;
+      }
     }
     let ok = true;
     const ex = this.ex;
@@ -546,7 +564,7 @@ export class ClientConn implements TimerItem {
     s.requestDone = this.reqState === 'done';
     s.retryableMethod = this.retryableMethod;
     s.upgrade = this.upgrade;
-    s.retained = this.retained !== null;
+    s.retained = this.retainedHead !== null;
     s.retried = this.retried;
     const d = this.decision!;
     const fb = d.fallback;
@@ -654,7 +672,7 @@ export class ClientConn implements TimerItem {
 
   resendChunks(ex: Exchange): Buffer[] {
     if (!ex.written && ex.queue !== null) return ex.queue;
-    return this.retained!;
+    return this.retained ?? [this.retainedHead!];
   }
 
   #startFallback(old: Exchange): void {
@@ -857,6 +875,7 @@ export class ClientConn implements TimerItem {
     this.decision = null;
     this.ex = null;
     this.shadow = null;
+    this.retainedHead = null;
     this.retained = null;
     this.retried = false;
     this.primaryFailed = false;

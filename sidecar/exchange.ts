@@ -62,6 +62,8 @@ export class Exchange implements UpstreamOwner {
     this.isHead = client.isHead;
   }
 
+  /** Send `chunks` (the request so far) on a pooled or new connection. `chunks` is read during this
+   *  call only (queued as a copy of the list until connected): the caller may reuse the array. */
   start(chunks: Buffer[], fresh: boolean): void {
     const t = this.target;
     if (!fresh) {

@@ -10,6 +10,8 @@
 // the pool is empty the exchange is simply not recorded, and counted). A committed Capture goes into
 // the ring slot and the capture it evicts goes back to the pool: no copy at commit.
 
+import { copyBytes } from '../common/node-internals.js';
+
 export interface RecorderLimits {
   /** Exchanges kept per app (the ring size). */
   entriesPerApp: number;
@@ -87,7 +89,7 @@ export class Capture {
     if (room <= 0) return;
     const take = n < room ? n : room;
     if (this.reqLen + take > this.req.length) this.req = grow(this.req, this.reqLen, this.reqLen + take, this.max);
-    buf.copy(this.req, this.reqLen, start, start + take);
+    copyBytes(buf, this.req, this.reqLen, start, start + take);
     this.reqLen += take;
   }
 
@@ -98,7 +100,7 @@ export class Capture {
     if (room <= 0) return;
     const take = n < room ? n : room;
     if (this.resLen + take > this.res.length) this.res = grow(this.res, this.resLen, this.resLen + take, this.max);
-    buf.copy(this.res, this.resLen, start, start + take);
+    copyBytes(buf, this.res, this.resLen, start, start + take);
     this.resLen += take;
   }
 

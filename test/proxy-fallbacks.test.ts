@@ -31,10 +31,10 @@ function run(args: string[], env: Record<string, string>, timeoutMs: number): Pr
 test('self-test: every fast path that passes is on; MOLT_SOCKET_WRITER=stream turns off only direct writes', { skip: process.env.MOLT_NODE_INTERNALS === 'off' }, async () => {
   const r = await selfTest();
   for (const [k, v] of Object.entries(r)) assert.match(v, /^(on|off: .+)$/, k);
-  // The Node versions CI runs (engines >=20): all three paths work there; a newer Node may turn
+  // The Node versions CI runs (engines >=20): all four paths work there; a newer Node may turn
   // one off (the self-test's job), which then says why.
   if (['20', '22'].includes(process.versions.node.split('.')[0]!)) {
-    assert.deepEqual(r, { directWrite: 'on', ownReadBuffer: 'on', tcpWrap: 'on' });
+    assert.deepEqual(r, { directWrite: 'on', ownReadBuffer: 'on', tcpWrap: 'on', nativeCopy: 'on' });
   }
   const probe = `import('${path.join(DIR, '..', 'common', 'node-internals.js')}').then(async (m) => console.log(JSON.stringify(await m.selfTest())))`;
   const stream = await run(['-e', probe], { MOLT_SOCKET_WRITER: 'stream' }, 30_000);
@@ -46,6 +46,7 @@ test('self-test: every fast path that passes is on; MOLT_SOCKET_WRITER=stream tu
   assert.equal(off.code, 0, off.out);
   assert.deepEqual(JSON.parse(off.out), {
     directWrite: 'off: MOLT_NODE_INTERNALS=off', ownReadBuffer: 'off: MOLT_NODE_INTERNALS=off', tcpWrap: 'off: MOLT_NODE_INTERNALS=off',
+    nativeCopy: 'off: MOLT_NODE_INTERNALS=off',
   });
 });
 
@@ -80,7 +81,7 @@ test("the sidecar's startup log says which Node-internals paths are active", { t
     });
     child.kill('SIGKILL');
     const internals = (JSON.parse(line) as { internals: Record<string, string> }).internals;
-    if (want !== null) assert.deepEqual(internals, { directWrite: want, ownReadBuffer: want, tcpWrap: want });
+    if (want !== null) assert.deepEqual(internals, { directWrite: want, ownReadBuffer: want, tcpWrap: want, nativeCopy: want });
     else {
       assert.equal(internals.directWrite, 'off: MOLT_SOCKET_WRITER=stream');
       assert.match(internals.ownReadBuffer!, /^(on|off: .+)$/);

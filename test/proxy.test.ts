@@ -455,6 +455,42 @@ test('X-Forwarded-* added, hop-by-hop headers stripped both ways, Set-Cookie app
   assert.deepEqual(r.headers['set-cookie'], ['molt-version=v1; Path=/']);
 });
 
+test('X-Forwarded-* lines follow each request on one keep-alive connection (Host, client X-Forwarded-For, HTTP/1.0)', async (t) => {
+  // A length on every answer: Node ends an HTTP/1.0 answer without one by closing.
+  const b = await backend(t, (_q, s) => { s.setHeader('Content-Length', 2); s.end('ok'); });
+  const { port } = await setup(t, { primary: target('v1', b.port) });
+  const c = await Client.open(t, port);
+  // The added lines are kept per connection and reused while they stay the same: every change
+  // must still show up in the very next request.
+  const sent: Array<[string, string]> = [
+    ['/1', 'GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\n'],
+    ['/2', 'GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n'],
+    ['/3', 'GET /3 HTTP/1.1\r\nHost: b.test:81\r\n\r\n'],
+    ['/4', 'GET /4 HTTP/1.1\r\nHost: b.test:81\r\nX-Forwarded-For: 9.9.9.9\r\n\r\n'],
+    ['/5', 'GET /5 HTTP/1.1\r\nHost: b.test:81\r\n\r\n'],
+    ['/6', 'GET /6 HTTP/1.0\r\nHost: b.test:81\r\nConnection: keep-alive\r\n\r\n'],
+    ['/7', 'GET /7 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n'],
+    ['/8', 'GET /8 HTTP/1.1\r\nHost: a.test\r\n\r\n'],
+  ];
+  for (const [, raw] of sent) {
+    c.write(raw);
+    assert.equal((await c.response()).status, 200);
+  }
+  const seen = b.seen.map((x) => [x.url, x.headers['x-forwarded-host'], x.headers['x-forwarded-for'], x.headers['x-forwarded-proto']]);
+  assert.deepEqual(seen, [
+    ['/1', 'a.test', '127.0.0.1', 'http'],
+    ['/2', 'a.test', '127.0.0.1', 'http'],
+    ['/3', 'b.test:81', '127.0.0.1', 'http'],
+    ['/4', 'b.test:81', '9.9.9.9, 127.0.0.1', 'http'],
+    ['/5', 'b.test:81', '127.0.0.1', 'http'],
+    ['/6', 'b.test:81', '127.0.0.1', 'http'],
+    ['/7', undefined, '127.0.0.1', 'http'],
+    ['/8', 'a.test', '127.0.0.1', 'http'],
+  ]);
+  // HTTP/1.0 keep-alive is forwarded with an explicit keep-alive; the HTTP/1.1 requests around it without.
+  assert.deepEqual(b.seen.map((x) => x.headers['connection']), [undefined, undefined, undefined, undefined, undefined, 'keep-alive', 'keep-alive', undefined]);
+});
+
 const MALFORMED: [string, string][] = [
   ['CL and TE', 'POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
   ['duplicate CL', 'POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab'],

@@ -17,7 +17,7 @@
 // over the control socket beyond what ControlClient does by itself.
 
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, BodyScanner, ERROR, HeadScanner, NEED_MORE, type BodyKind } from '../../sidecar/framing.js';
-import { CONN_CLOSE, CONN_KEEP_ALIVE, requestHead, responseHead } from '../../sidecar/head-writer.js';
+import { CONN_CLOSE, CONN_KEEP_ALIVE, RequestLines, requestHead, responseHead } from '../../sidecar/head-writer.js';
 import { createRoutingState } from '../../sidecar/routing.js';
 import type { RouteDecision, VersionTarget } from '../../sidecar/routing-types.js';
 import { ControlClient } from '../../sidecar/control-client.js';
@@ -138,6 +138,7 @@ class Client {
   keepAlive = true;
   v10 = false;
   startedAt = 0;
+  readonly lines = new RequestLines('127.0.0.1');
   constructor(readonly sock: BunSocket<Client>) {}
 
   onData(b: Buffer): void {
@@ -189,7 +190,7 @@ class Client {
     this.decision = d;
     this.target = d.primary;
     const merge = first !== null && first.length <= MERGE_MAX ? first : null;
-    const out = requestHead(h, buf, 0, h.host, '127.0.0.1', false, this.v10, merge);
+    const out = requestHead(h, buf, 0, this.lines.for(h, h.host, false, this.v10), false, merge);
     void he;
     this.startedAt = performance.now();
     const u = acquire(d.primary, this);
