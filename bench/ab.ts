@@ -1,11 +1,12 @@
 // A/B comparison of two sidecar builds or settings on one backend, for work on the hot path:
-//   node dist/bench/ab.js [--rounds N] [--duration S] [--connections C] [--main-a PATH] [--main-b PATH] ENV_A -- ENV_B
+//   node dist/bench/ab.js [--rounds N] [--duration S] [--connections C] [--upload BYTES] [--main-a PATH] [--main-b PATH] ENV_A -- ENV_B
 // ENV_x is a space-separated list of NAME=VALUE pairs for that sidecar's environment (or "-" for
 // none), e.g. `MOLT_SOCKET_WRITER=stream -- -`. --main-a/--main-b run another build's
 // dist/sidecar/main.js for that side (default: this build's), e.g. a checkout of the base commit
 // built into /tmp/ab-base: `--main-a /tmp/ab-base/dist/sidecar/main.js - -- -`. --node-a/--node-b
 // "FLAGS" give that side's node extra flags (GC settings), e.g. `--node-b "--single-threaded-gc" - -- -`. --cpu-prof DIR
-// writes each sidecar's V8 CPU profile to DIR/A and DIR/B (summarise: dist/bench/profile.js). Interleaves A and B for N rounds, prints each run
+// writes each sidecar's V8 CPU profile to DIR/A and DIR/B (summarise: dist/bench/profile.js). --upload BYTES sends
+// every request as `POST /upload` with a body of that size (the backend discards it) instead of `GET /`. Interleaves A and B for N rounds, prints each run
 // and the medians of req/s, sidecar CPU µs per request and wrk's p50/p99/p99.9. The machine is shared and noisy: CPU per
 // request, summed over user and sys, moves much less from run to run than req/s does.
 
@@ -18,8 +19,9 @@ import { runWrk } from './wrk.js';
 
 const SIDECAR_MAIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'sidecar', 'main.js');
 
-function parse(argv: string[]): { rounds: number; duration: number; connections: number; mains: string[]; nodeArgs: string[][]; profDir: string | null; envs: Array<Record<string, string>> } {
+function parse(argv: string[]): { rounds: number; duration: number; connections: number; upload: number; mains: string[]; nodeArgs: string[][]; profDir: string | null; envs: Array<Record<string, string>> } {
   let rounds = 6;
+  let upload = 0;
   let duration = 3;
   let connections = 64;
   const mains = [SIDECAR_MAIN, SIDECAR_MAIN];
@@ -35,13 +37,14 @@ function parse(argv: string[]): { rounds: number; duration: number; connections:
     else if (argv[i] === '--rounds') rounds = Number(argv[++i]);
     else if (argv[i] === '--duration') duration = Number(argv[++i]);
     else if (argv[i] === '--connections') connections = Number(argv[++i]);
+    else if (argv[i] === '--upload') upload = Number(argv[++i]);
     else rest.push(argv[i]!);
   }
   const sep = rest.indexOf('--');
   if (sep < 0) throw new Error('usage: node dist/bench/ab.js [--rounds N] [--duration S] [--connections C] [--main-a PATH] [--main-b PATH] ENV_A... -- ENV_B...');
   for (const m of mains) if (!fs.existsSync(m)) throw new Error(`no sidecar build at ${m}`);
   const env = (xs: string[]) => Object.fromEntries(xs.filter((x) => x !== '-').map((x) => { const i = x.indexOf('='); return [x.slice(0, i), x.slice(i + 1)]; }));
-  return { rounds, duration, connections, mains, nodeArgs, profDir, envs: [env(rest.slice(0, sep)), env(rest.slice(sep + 1))] };
+  return { rounds, duration, connections, upload, mains, nodeArgs, profDir, envs: [env(rest.slice(0, sep)), env(rest.slice(sep + 1))] };
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -70,13 +73,15 @@ async function main(): Promise<void> {
       peers.push(p);
     }
     const res: Array<{ rps: number[]; cpu: number[]; p50: number[]; p99: number[]; p999: number[] }> = peers.map(() => ({ rps: [], cpu: [], p50: [], p99: [], p999: [] }));
-    for (const p of peers) await runWrk({ url: p.url, connections: o.connections, threads: 1, durationSeconds: 2 });
+    const load = o.upload > 0 ? { method: 'POST', bodyBytes: o.upload } : {};
+    const url = (p: Peer): string => o.upload > 0 ? p.url.replace(/\/?$/, '/upload') : p.url;
+    for (const p of peers) await runWrk({ url: url(p), connections: o.connections, threads: 1, durationSeconds: 2, ...load });
     for (let r = 0; r < o.rounds; r++) {
       for (let k = 0; k < peers.length; k++) {
         const i = (k + r) % peers.length;
         const p = peers[i]!;
         const before = cpuTimes(p.child.pid);
-        const w = await runWrk({ url: p.url, connections: o.connections, threads: 1, durationSeconds: o.duration });
+        const w = await runWrk({ url: url(p), connections: o.connections, threads: 1, durationSeconds: o.duration, ...load });
         const after = cpuTimes(p.child.pid);
         const cpu = (after.user - before.user + after.sys - before.sys) * 1e6 / Math.max(1, w.requests);
         res[i]!.rps.push(w.requestsPerSec);

@@ -812,6 +812,11 @@ export class BodyScanner {
 
   get done(): boolean { return this.#state === B_DONE; }
   get untilClose(): boolean { return this.#state === B_UNTIL_CLOSE; }
+  /** Body bytes still to come: exact for a Content-Length body, -1 when unknown (chunked, until close). */
+  get expected(): number {
+    const s = this.#state;
+    return s === B_LENGTH ? this.#remaining : s === B_DONE || s === B_ERROR ? 0 : -1;
+  }
 
   reset(kind: BodyKind, length = 0): void {
     this.errorCode = null;
