@@ -137,6 +137,10 @@ interface Row {
   rssIdleKiB: number;
   /** Median count of connections the kernel dropped from a full listen queue during a run (c5000 only). */
   overflows: number;
+  /** Per round (in round order): p50, p99 and p99.9 of that round's run, for differences paired within a round. */
+  p50s: number[];
+  p99s: number[];
+  p999s: number[];
 }
 
 interface Load {
@@ -153,6 +157,8 @@ interface Load {
   backend?: Peer;
   /** Warm-up seconds (default: the run's warm-up). */
   warmup?: number;
+  /** Seconds of load right before every measured run of a target (default 1; 0 = none). */
+  rewarm?: number;
   /** wrk's per-request timeout (default 2 s). */
   timeoutSeconds?: number;
 }
@@ -166,7 +172,12 @@ function median(xs: number[]): number {
 
 interface Run extends WrkResult { userUs: number; sysUs: number; backendUs: number; wrkUs: number; bps: number; rssPeak: number; overflows: number }
 
-/** Warm every target up, then `rounds` rounds over all targets, rotating the order each round. */
+/**
+ * Warm every target up, then `rounds` rounds over all targets, rotating the order each round. Each
+ * measured run comes right after a short load on the same target (`rewarm`), so every proxy is
+ * measured in steady state: molt closes idle upstream connections after 4 s, nginx after 60 s, and
+ * the other targets' runs in between take longer than that. A burst after idle has its own row.
+ */
 async function measure(section: string, targets: Target[], load: Load, o: Options): Promise<Row[]> {
   const results = new Map<string, Run[]>(targets.map((t) => [t.label, []]));
   const idle = new Map<string, number>();
@@ -186,6 +197,8 @@ async function measure(section: string, targets: Target[], load: Load, o: Option
     for (let i = 0; i < targets.length; i++) {
       const t = targets[(i + r) % targets.length];
       const pid = t.peer.child.pid;
+      const rewarm = load.rewarm ?? 1;
+      if (rewarm > 0) await wrk(t, rewarm);
       let rssPeak = 0;
       const sampler = load.sampleRss ? setInterval(() => { rssPeak = Math.max(rssPeak, rssKiB(pid)); }, 250) : null;
       const ovBefore = load.sampleRss ? listenOverflows() : 0;
@@ -213,6 +226,9 @@ async function measure(section: string, targets: Target[], load: Load, o: Option
       p50Us: median(rs.map((x) => x.p50Us)),
       p99Us: median(rs.map((x) => x.p99Us)),
       p999Us: median(rs.map((x) => x.p999Us)),
+      p50s: rs.map((x) => x.p50Us),
+      p99s: rs.map((x) => x.p99Us),
+      p999s: rs.map((x) => x.p999Us),
       bytesPerSec: median(rs.map((x) => x.bps)),
       errors: rs.reduce((n, x) => n + x.errors, 0),
       runs: rs.length,
@@ -325,6 +341,37 @@ function workersTable(rows: Row[]): string {
   return out.join('\n');
 }
 
+/** Seconds of no traffic before a burst-after-idle run: longer than molt's 4 s upstream idle timeout. */
+const IDLE_BEFORE_BURST_S = 5;
+
+/**
+ * What the first second of traffic after a quiet spell looks like: per round, every target idle for
+ * IDLE_BEFORE_BURST_S, then a 1 s run each (new client connections; molt's upstream pool is empty by
+ * then, nginx's is not). Medians of p99, p99.9 and the slowest request.
+ */
+async function burstAfterIdle(targets: Target[], connections: number, o: Options): Promise<Array<{ label: string; p99Us: number; p999Us: number; maxUs: number }>> {
+  const runs = new Map<string, WrkResult[]>(targets.map((t) => [t.label, []]));
+  for (let r = 0; r < o.rounds; r++) {
+    await new Promise((res) => setTimeout(res, IDLE_BEFORE_BURST_S * 1000));
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(i + r) % targets.length]!;
+      const w = await runWrk({ url: t.peer.url, connections, threads: 1, durationSeconds: 1, timeoutSeconds: 2 });
+      runs.get(t.label)!.push(w);
+      process.stderr.write(`  [burst after idle ${r + 1}/${o.rounds}] ${t.label.padEnd(38)} p99 ${fmtLat(w.p99Us).padStart(9)}  p99.9 ${fmtLat(w.p999Us).padStart(9)}  max ${fmtLat(w.maxUs).padStart(9)}\n`);
+    }
+  }
+  return targets.map((t) => {
+    const rs = runs.get(t.label)!;
+    return { label: t.label, p99Us: median(rs.map((x) => x.p99Us)), p999Us: median(rs.map((x) => x.p999Us)), maxUs: median(rs.map((x) => x.maxUs)) };
+  });
+}
+
+/** Median over rounds of `xs[k] - base[k]`: a difference paired within each round (the machine's
+ *  state moves between rounds more than between two runs of one round). */
+function pairedMedian(xs: number[], base: number[]): number {
+  return median(xs.map((x, k) => x - (base[k] ?? 0)));
+}
+
 function latencyTable(rows: Row[], directLabel: string): string {
   const d = rows.find((r) => r.label === directLabel)!;
   const out = [
@@ -333,7 +380,7 @@ function latencyTable(rows: Row[], directLabel: string): string {
   ];
   for (const r of rows) {
     const same = r === d;
-    out.push(`| ${r.label} | ${fmtRps(r.rps)} | ${fmtLat(r.p50Us)} | ${fmtLat(r.p99Us)} | ${fmtLat(r.p999Us)} | ${same ? '—' : fmtSigned(r.p50Us - d.p50Us)} | ${same ? '—' : fmtSigned(r.p99Us - d.p99Us)} | ${same ? '—' : fmtSigned(r.p999Us - d.p999Us)} | ${r.errors} |`);
+    out.push(`| ${r.label} | ${fmtRps(r.rps)} | ${fmtLat(r.p50Us)} | ${fmtLat(r.p99Us)} | ${fmtLat(r.p999Us)} | ${same ? '—' : fmtSigned(pairedMedian(r.p50s, d.p50s))} | ${same ? '—' : fmtSigned(pairedMedian(r.p99s, d.p99s))} | ${same ? '—' : fmtSigned(pairedMedian(r.p999s, d.p999s))} | ${r.errors} |`);
   }
   return out.join('\n');
 }
@@ -460,7 +507,7 @@ async function main(): Promise<void> {
     '',
     `Machine: ${machineLine()} · load average before ${load0}`,
     '',
-    `Each row: median of ${o.rounds} round(s) × ${o.duration} s of \`wrk --latency\` (p99.9 from wrk's histogram via a Lua \`done()\`), targets of a section interleaved (order rotated each round) after a ${o.warmup} s warm-up each. Backend: nginx, \`return 200\` of a 33-byte body (static files for the body sections), access log off. All on 127.0.0.1; wrk, backend and proxy share the machine's CPUs: **compare rows of one section, not numbers across sections or runs**. The load average above says how busy the machine was with other work.`,
+    `Each row: median of ${o.rounds} round(s) × ${o.duration} s of \`wrk --latency\` (p99.9 from wrk's histogram via a Lua \`done()\`), targets of a section interleaved (order rotated each round) after a ${o.warmup} s warm-up each; every measured run follows 1 s of load on the same target, so each proxy is measured in steady state (upstream keep-alive connections open; the burst-after-idle row shows the other case). Backend: nginx, \`return 200\` of a 33-byte body (static files for the body sections), access log off. All on 127.0.0.1; wrk, backend and proxy share the machine's CPUs: **compare rows of one section, not numbers across sections or runs**. The load average above says how busy the machine was with other work.`,
     '',
   ];
   const summary: string[] = [];
@@ -541,7 +588,7 @@ async function main(): Promise<void> {
         const n1 = rowOf(main, nginxT);
         const pipe = rowOf(main, pipeT);
         summary.push(`| small responses, wrk -c${c} | req/s | ${fmtRps(m1.rps)} | ${fmtRps(n1.rps)} | ${ratio(m1.rps, n1.rps)} (raw pipe ${ratio(pipe.rps, n1.rps)}) |`);
-        summary.push(`| small responses, wrk -c${c} | p99 / p99.9 | ${fmtLat(m1.p99Us)} / ${fmtLat(m1.p999Us)} | ${fmtLat(n1.p99Us)} / ${fmtLat(n1.p999Us)} | ${ratio(m1.p99Us, n1.p99Us)} / ${ratio(m1.p999Us, n1.p999Us)} |`);
+        summary.push(`| small responses, wrk -c${c} | p99 / p99.9 | ${fmtLat(m1.p99Us)} / ${fmtLat(m1.p999Us)} | ${fmtLat(n1.p99Us)} / ${fmtLat(n1.p999Us)} | ${ratio(m1.p99Us, n1.p99Us)} / ${ratio(m1.p999Us, n1.p999Us)} (raw pipe ${ratio(pipe.p99Us, n1.p99Us)} / ${ratio(pipe.p999Us, n1.p999Us)}) |`);
         summary.push(`| small responses, wrk -c${c} | CPU per request | ${Math.round(m1.cpuUserUs + m1.cpuSysUs)} µs | ${Math.round(n1.cpuUserUs + n1.cpuSysUs)} µs | ${ratio(m1.cpuUserUs + m1.cpuSysUs, n1.cpuUserUs + n1.cpuSysUs)} |`);
         md.push(
           `**1 worker: molt / nginx ${ratio(m1.rps, n1.rps)} throughput, p99 ${fmtLat(m1.p99Us)} vs ${fmtLat(n1.p99Us)} (${ratio(m1.p99Us, n1.p99Us)}), p99.9 ${fmtLat(m1.p999Us)} vs ${fmtLat(n1.p999Us)}. Node raw pipe / nginx: ${ratio(pipe.rps, n1.rps)}; molt / Node raw pipe: ${ratio(m1.rps, pipe.rps)}.**`,
@@ -551,13 +598,27 @@ async function main(): Promise<void> {
           throughputTable(main, nginxT.label, 'nginx'),
           '',
         );
+        const burst = await burstAfterIdle([moltT, nginxT], c, o);
+        const [mb, nb] = [burst[0]!, burst[1]!];
+        summary.push(`| first 1 s after ${IDLE_BEFORE_BURST_S} s idle, wrk -c${c} | p99.9 / slowest | ${fmtLat(mb.p999Us)} / ${fmtLat(mb.maxUs)} | ${fmtLat(nb.p999Us)} / ${fmtLat(nb.maxUs)} | ${ratio(mb.p999Us, nb.p999Us)} / ${ratio(mb.maxUs, nb.maxUs)} |`);
+        md.push(
+          `### Burst after ${IDLE_BEFORE_BURST_S} s idle (wrk -t1 -c${c}, 1 s)`,
+          '',
+          `The rows above are steady state: each run follows a 1 s load on the same target. Here every target sat idle for ${IDLE_BEFORE_BURST_S} s first, so the run starts with ${c} new client connections and molt's upstream pool empty (it closes idle upstream connections after 4 s, below Node's 5 s server keep-alive timeout, so it never sends on a connection such a server is closing); nginx keeps its upstream connections 60 s. Medians of ${o.rounds} round(s).`,
+          '',
+          '| target | p99 | p99.9 | slowest request |',
+          '|---|---:|---:|---:|',
+          ...burst.map((b) => `| ${b.label} | ${fmtLat(b.p99Us)} | ${fmtLat(b.p999Us)} | ${fmtLat(b.maxUs)} |`),
+          '',
+        );
       }
       if (has('c1')) {
         const c1 = await measure('-c1', [direct, moltT, nginxT, ...opt(haproxyT)], wrkC1, o);
         const mc = rowOf(c1, moltT);
         const nc = rowOf(c1, nginxT);
         const dc = rowOf(c1, direct);
-        summary.push(`| one connection | added p50 / p99 | ${fmtSigned(mc.p50Us - dc.p50Us)} / ${fmtSigned(mc.p99Us - dc.p99Us)} | ${fmtSigned(nc.p50Us - dc.p50Us)} / ${fmtSigned(nc.p99Us - dc.p99Us)} | added p99 ${ratio(mc.p99Us - dc.p99Us, nc.p99Us - dc.p99Us)} |`);
+        const added = (r: Row, k: 'p50s' | 'p99s'): number => pairedMedian(r[k], dc[k]);
+        summary.push(`| one connection | added p50 / p99 | ${fmtSigned(added(mc, 'p50s'))} / ${fmtSigned(added(mc, 'p99s'))} | ${fmtSigned(added(nc, 'p50s'))} / ${fmtSigned(added(nc, 'p99s'))} | added p99 ${ratio(added(mc, 'p99s'), added(nc, 'p99s'))} |`);
         md.push('## One connection: added latency (wrk -t1 -c1)', '', latencyTable(c1, direct.label), '');
       }
       if (has('bodies')) {

@@ -32,6 +32,8 @@ export interface WrkResult {
   p50Us: number;
   p99Us: number;
   p999Us: number;
+  /** The slowest request of the run (0 if unknown). */
+  maxUs: number;
   requests: number;
   /** Response bytes read (heads included) and the run's exact duration. */
   bytesRead: number;
@@ -84,7 +86,7 @@ export function parseWrkOutput(out: string): WrkResult {
   if (non2xx) errors += Number(non2xx[1]);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   if (sock) errors += Number(sock[1]) + Number(sock[2]) + Number(sock[3]) + Number(sock[4]);
-  const extra = /^MOLT p999=(\d+) bytes=(\d+) duration=(\d+)/m.exec(out);
+  const extra = /^MOLT p999=(\d+) bytes=(\d+) duration=(\d+)(?: max=(\d+))?/m.exec(out);
   const times = /(\d+m[\d.]+s) (\d+m[\d.]+s)\n(\d+m[\d.]+s) (\d+m[\d.]+s)\s*$/.exec(out);
   const p99Us = parseDuration(p99[1]);
   return {
@@ -92,6 +94,7 @@ export function parseWrkOutput(out: string): WrkResult {
     p50Us: parseDuration(p50[1]),
     p99Us,
     p999Us: extra ? Number(extra[1]) : p99Us,
+    maxUs: extra?.[4] !== undefined ? Number(extra[4]) : 0,
     requests: Number.isNaN(parseCount(total[1])) ? 0 : parseCount(total[1]),
     bytesRead: extra ? Number(extra[2]) : 0,
     durationUs: extra ? Number(extra[3]) : 0,
@@ -109,7 +112,7 @@ function luaScript(o: WrkOptions): string {
   if (o.delayMs !== undefined && o.delayMs > 0) lines.push(`function delay() return ${o.delayMs} end`);
   lines.push(
     'function done(summary, latency, requests)',
-    '  io.write(string.format("MOLT p999=%d bytes=%d duration=%d\\n", latency:percentile(99.9), summary.bytes, summary.duration))',
+    '  io.write(string.format("MOLT p999=%d bytes=%d duration=%d max=%d\\n", latency:percentile(99.9), summary.bytes, summary.duration, latency.max))',
     'end',
   );
   return lines.join('\n') + '\n';

@@ -1,0 +1,28 @@
+// Scratch (not committed): start backend, molt, nginx proxy, raw pipe; print ports; wait.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { benchTable, FakeController } from './fake-controller.js';
+import { freePort, startNginxBackend, startNginxProxy, startRawPipe, startSidecar, stopAll } from './peers.js';
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'molt-sp-'));
+fs.chmodSync(root, 0o755);
+const b = await freePort();
+const backend = startNginxBackend(root, 'backend', [b], 1);
+await backend.waitReady();
+const sock = path.join(root, 'ctl.sock');
+const ctl = new FakeController(sock, benchTable(1, 'INSTANT', { host: '127.0.0.1', port: b }, { host: '127.0.0.1', port: b }));
+await ctl.start();
+const mp = await freePort();
+const molt = startSidecar(root, 'molt', { port: mp, controlSocket: sock, workers: 1, main: process.env.MAIN, nodeArgs: (process.env.NODEARGS ?? '').split(' ').filter(Boolean) });
+await molt.waitReady();
+await ctl.waitForAck(1);
+const np = await freePort();
+const ng = startNginxProxy(root, 'nginx', np, [b], 1);
+await ng.waitReady();
+const rp = await freePort();
+const raw = startRawPipe(root, 'raw', rp, b);
+await raw.waitReady();
+fs.writeFileSync('/tmp/exp/ports.json', JSON.stringify({ backend: b, molt: mp, nginx: np, raw: rp, moltPid: molt.child.pid, nginxPid: ng.child.pid, rawPid: raw.child.pid, backendPid: backend.child.pid }));
+console.log('ready');
+process.on('SIGTERM', async () => { await stopAll(); process.exit(0); });
+setInterval(() => {}, 1e9);
