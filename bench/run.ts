@@ -175,8 +175,8 @@ interface Run extends WrkResult { userUs: number; sysUs: number; backendUs: numb
 /**
  * Warm every target up, then `rounds` rounds over all targets, rotating the order each round. Each
  * measured run comes right after a short load on the same target (`rewarm`), so every proxy is
- * measured in steady state: molt closes idle upstream connections after 4 s, nginx after 60 s, and
- * the other targets' runs in between take longer than that. A burst after idle has its own row.
+ * measured in steady state (warm upstream keep-alive connections, warm JIT) whatever ran before. A
+ * burst after idle has its own row.
  */
 async function measure(section: string, targets: Target[], load: Load, o: Options): Promise<Row[]> {
   const results = new Map<string, Run[]>(targets.map((t) => [t.label, []]));
@@ -604,7 +604,7 @@ async function main(): Promise<void> {
         md.push(
           `### Burst after ${IDLE_BEFORE_BURST_S} s idle (wrk -t1 -c${c}, 1 s)`,
           '',
-          `The rows above are steady state: each run follows a 1 s load on the same target. Here every target sat idle for ${IDLE_BEFORE_BURST_S} s first, so the run starts with ${c} new client connections and molt's upstream pool empty (it closes idle upstream connections after 4 s, below Node's 5 s server keep-alive timeout, so it never sends on a connection such a server is closing); nginx keeps its upstream connections 60 s. Medians of ${o.rounds} round(s).`,
+          `The rows above are steady state: each run follows a 1 s load on the same target. Here every target sat idle for ${IDLE_BEFORE_BURST_S} s first, so the run starts with ${c} new client connections. Both keep their upstream connections across the pause (the backend nginx sends no Keep-Alive timeout: molt keeps idle upstream connections 60 s then, nginx 60 s). Medians of ${o.rounds} round(s).`,
           '',
           '| target | p99 | p99.9 | slowest request |',
           '|---|---:|---:|---:|',

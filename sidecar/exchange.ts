@@ -183,6 +183,11 @@ export class Exchange implements UpstreamOwner {
       if (r < buf.length) this.#headData(c, buf.subarray(r));
       return;
     }
+    // The server's idle timeout, once per connection (upstream-pool.ts idleFor).
+    if (c.uses === 0) {
+      const t = h.keepAliveTimeout();
+      if (t >= 0) c.keepAliveMs = t * 1000;
+    }
     this.status = st;
     this.headBuf = buf;
     this.headLen = r;

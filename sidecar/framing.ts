@@ -667,6 +667,20 @@ export class HeadScanner {
     return this.#buf.subarray(b + this.lines[i * 4 + 2]!, b + this.lines[i * 4 + 3]!);
   }
 
+  /**
+   * The `timeout=N` (seconds) of a Keep-Alive response header, -1 when there is none: how long the
+   * server keeps an idle connection open (Node, Apache and Tomcat send it; nginx does not).
+   * Allocates: called once per upstream connection, not per message.
+   */
+  keepAliveTimeout(): number {
+    for (let i = 0; i < this.headerCount; i++) {
+      if (this.kinds[i] !== H_HOP || this.headerName(i).toLowerCase() !== 'keep-alive') continue;
+      const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})(?![\d.])/i.exec(this.headerValue(i));
+      if (m !== null) return Number(m[1]);
+    }
+    return -1;
+  }
+
   /** Offsets (absolute in buf) of the whole line of header i, CRLF included. */
   lineStart(i: number): number { return this.#base + this.lines[i * 4]!; }
   lineEnd(i: number): number { return this.#base + this.lines[i * 4 + 4]!; }

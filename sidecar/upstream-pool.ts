@@ -26,6 +26,11 @@ export interface UpstreamOwner {
   onUpstreamDrain(c: UpstreamConn): void;
 }
 
+/** Idle connections are closed this long before the server would close them. */
+const IDLE_MARGIN_MS = 1000;
+/** A server seen closing idle connections early still gets them kept this long. */
+const MIN_IDLE_MS = 500;
+
 /** Per-connection read buffer (reused across reads until pinned). */
 const READ_BUFFER_BYTES = 32 * 1024;
 
@@ -39,7 +44,9 @@ export interface UpstreamPoolOptions {
   wheel: TimerWheel;
   /** Idle sockets kept per endpoint. Default 128. */
   maxIdlePerEndpoint?: number;
-  /** Idle sockets are closed after this long. Default 4000 ms: below Node's 5 s server keepAliveTimeout. */
+  /** Idle sockets are closed after this long when the server did not say how long it keeps them
+   *  (a `Keep-Alive: timeout=N` response header) and has not been seen closing one sooner. Default
+   *  60000 ms, nginx's upstream keepalive_timeout. */
   idleTimeoutMs?: number;
   maxHeaderBytes?: number;
   maxHeaders?: number;
@@ -59,6 +66,10 @@ export class UpstreamConn implements TimerItem {
   uses = 0;
   /** Bytes received during the current exchange. */
   received = 0;
+  /** The server's advertised idle timeout (Keep-Alive: timeout=N) in ms; -1 = not advertised. */
+  keepAliveMs = -1;
+  /** performance.now() when this connection last went idle. */
+  idleSince = 0;
   phase = P_CONNECTING;
   #error: Error | null = null;
   #buf: Buffer;
@@ -143,7 +154,11 @@ export class UpstreamConn implements TimerItem {
 
   #onEnd(): void {
     const o = this.owner;
-    if (o === null) { this.pool.destroy(this); return; }
+    if (o === null) {
+      if (this.phase === P_IDLE) this.pool._closedWhileIdle(this);
+      this.pool.destroy(this);
+      return;
+    }
     o.onUpstreamEnd(this);
   }
 
@@ -177,6 +192,8 @@ export class UpstreamPool {
   readonly maxHeaderBytes: number;
   readonly maxHeaders: number;
   #idle = new Map<string, UpstreamConn[]>();
+  /** Per endpoint: how long its server was seen keeping an idle connection, minus the margin. */
+  #learnedIdleMs = new Map<string, number>();
   #all = new Set<UpstreamConn>();
   #closed = false;
   // counters (plain fields, read by stats)
@@ -187,7 +204,7 @@ export class UpstreamPool {
   constructor(opts: UpstreamPoolOptions) {
     this.wheel = opts.wheel;
     this.maxIdlePerEndpoint = opts.maxIdlePerEndpoint ?? 128;
-    this.idleTimeoutMs = opts.idleTimeoutMs ?? 4000;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
     this.maxHeaders = opts.maxHeaders ?? 100;
   }
@@ -239,12 +256,36 @@ export class UpstreamPool {
     let list = this.#idle.get(c.key);
     if (list === undefined) { list = []; this.#idle.set(c.key, list); }
     if (list.length >= this.maxIdlePerEndpoint) { this.destroy(c); return; }
+    const keep = this.idleFor(c);
+    if (keep <= 0) { this.destroy(c); return; }
     c.owner = null;
     c.phase = P_IDLE;
     c.uses++;
-    c.deadline = now() + this.idleTimeoutMs;
+    c.idleSince = now();
+    c.deadline = c.idleSince + keep;
     if (c.socket.isPaused()) c.socket.resume(); // keep reading so EOF/RST while idle is seen
     list.push(c);
+  }
+
+  /**
+   * How long `c` may sit idle. A connection is never sent a request when its server may be closing it
+   * (the request would meet a reset; a non-idempotent one cannot be resent): so IDLE_MARGIN_MS less
+   * than the server's advertised Keep-Alive timeout, or than the shortest idle time after which this
+   * endpoint's server was seen closing one; otherwise idleTimeoutMs.
+   */
+  idleFor(c: UpstreamConn): number {
+    let ms = this.idleTimeoutMs;
+    if (c.keepAliveMs >= 0) ms = Math.min(ms, c.keepAliveMs - IDLE_MARGIN_MS);
+    const learned = this.#learnedIdleMs.get(c.key);
+    if (learned !== undefined) ms = Math.min(ms, learned);
+    return ms;
+  }
+
+  /** @internal the server closed idle connection `c`: keep this endpoint's next ones for less. */
+  _closedWhileIdle(c: UpstreamConn): void {
+    const keep = Math.max(MIN_IDLE_MS, now() - c.idleSince - IDLE_MARGIN_MS);
+    const prev = this.#learnedIdleMs.get(c.key);
+    if (prev === undefined || keep < prev) this.#learnedIdleMs.set(c.key, keep);
   }
 
   destroy(c: UpstreamConn): void {

@@ -461,3 +461,20 @@ for (const [raw, code] of BAD_CHUNKED) {
     bodyAllWays(raw, BODY_CHUNKED, 0, (r, how) => assert.equal(r.err, code, how));
   });
 }
+
+test("Keep-Alive response header: the server's idle timeout in seconds, -1 when not given", () => {
+  const cases: Array<[string, number]> = [
+    ['Keep-Alive: timeout=5\r\n', 5],
+    ['keep-alive: timeout=5, max=100\r\n', 5],
+    ['Keep-Alive: max=100, Timeout = 20\r\n', 20],
+    ['Keep-Alive: max=5\r\n', -1],
+    ['Keep-Alive: timeout=1.5\r\n', -1],
+    ['X-Keep-Alive: timeout=5\r\n', -1],
+    ['', -1],
+  ];
+  for (const [line, want] of cases) {
+    expectValid(`HTTP/1.1 200 OK\r\nContent-Length: 0\r\n${line}\r\n`, false, (s) => {
+      assert.equal(s.keepAliveTimeout(), want, JSON.stringify(line));
+    });
+  }
+});
