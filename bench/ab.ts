@@ -6,7 +6,9 @@
 // built into /tmp/ab-base: `--main-a /tmp/ab-base/dist/sidecar/main.js - -- -`. --node-a/--node-b
 // "FLAGS" give that side's node extra flags (GC settings), e.g. `--node-b "--single-threaded-gc" - -- -`. --cpu-prof DIR
 // writes each sidecar's V8 CPU profile to DIR/A and DIR/B (summarise: dist/bench/profile.js). --upload BYTES sends
-// every request as `POST /upload` with a body of that size (the backend discards it) instead of `GET /`. Interleaves A and B for N rounds, prints each run
+// every request as `POST /upload` with a body of that size (the backend discards it) instead of `GET /`.
+// --burst: each round first leaves both sidecars idle for 5 s, then runs each for --duration s (a
+// burst after a quiet spell: new client connections, heap shrunk by V8's memory reducer). Interleaves A and B for N rounds, prints each run
 // and the medians of req/s, sidecar CPU µs per request and wrk's p50/p99/p99.9. The machine is shared and noisy: CPU per
 // request, summed over user and sys, moves much less from run to run than req/s does.
 
@@ -19,9 +21,10 @@ import { runWrk } from './wrk.js';
 
 const SIDECAR_MAIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', 'sidecar', 'main.js');
 
-function parse(argv: string[]): { rounds: number; duration: number; connections: number; upload: number; mains: string[]; nodeArgs: string[][]; profDir: string | null; envs: Array<Record<string, string>> } {
+function parse(argv: string[]): { rounds: number; duration: number; connections: number; upload: number; burst: boolean; mains: string[]; nodeArgs: string[][]; profDir: string | null; envs: Array<Record<string, string>> } {
   let rounds = 6;
   let upload = 0;
+  let burst = false;
   let duration = 3;
   let connections = 64;
   const mains = [SIDECAR_MAIN, SIDECAR_MAIN];
@@ -38,13 +41,14 @@ function parse(argv: string[]): { rounds: number; duration: number; connections:
     else if (argv[i] === '--duration') duration = Number(argv[++i]);
     else if (argv[i] === '--connections') connections = Number(argv[++i]);
     else if (argv[i] === '--upload') upload = Number(argv[++i]);
+    else if (argv[i] === '--burst') burst = true;
     else rest.push(argv[i]!);
   }
   const sep = rest.indexOf('--');
   if (sep < 0) throw new Error('usage: node dist/bench/ab.js [--rounds N] [--duration S] [--connections C] [--main-a PATH] [--main-b PATH] ENV_A... -- ENV_B...');
   for (const m of mains) if (!fs.existsSync(m)) throw new Error(`no sidecar build at ${m}`);
   const env = (xs: string[]) => Object.fromEntries(xs.filter((x) => x !== '-').map((x) => { const i = x.indexOf('='); return [x.slice(0, i), x.slice(i + 1)]; }));
-  return { rounds, duration, connections, upload, mains, nodeArgs, profDir, envs: [env(rest.slice(0, sep)), env(rest.slice(sep + 1))] };
+  return { rounds, duration, connections, upload, burst, mains, nodeArgs, profDir, envs: [env(rest.slice(0, sep)), env(rest.slice(sep + 1))] };
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
@@ -77,6 +81,7 @@ async function main(): Promise<void> {
     const url = (p: Peer): string => o.upload > 0 ? p.url.replace(/\/?$/, '/upload') : p.url;
     for (const p of peers) await runWrk({ url: url(p), connections: o.connections, threads: 1, durationSeconds: 2, ...load });
     for (let r = 0; r < o.rounds; r++) {
+      if (o.burst) await new Promise((res) => setTimeout(res, 5000));
       for (let k = 0; k < peers.length; k++) {
         const i = (k + r) % peers.length;
         const p = peers[i]!;
