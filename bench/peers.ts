@@ -182,6 +182,15 @@ export function listenOverflows(): number {
   return 0;
 }
 
+/** net.core.somaxconn: the kernel's cap on any listen backlog ('?' where unreadable). */
+export function somaxconn(): string {
+  try {
+    return fs.readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
 /** Resident memory (VmRSS) of `pid` and its live descendants, in KiB (0 if unknown). */
 export function rssKiB(pid: number | undefined): number {
   if (pid === undefined || process.platform !== 'linux') return 0;
@@ -274,6 +283,11 @@ export function startNginxBackend(root: string, name: string, ports: number[], w
   return startNginx(name, root, ports[0], workers, servers);
 }
 
+/** listen(2) backlog of every proxy under test: the molt sidecar's default (sidecar/proxy.ts
+ *  DEFAULT_BACKLOG), set explicitly for nginx and the raw pipe (both default to 511). Linux caps it
+ *  at net.core.somaxconn. */
+export const PROXY_BACKLOG = 4096;
+
 /** Static response bodies the backend serves, by path: GET /64k, GET /1m. */
 export const BODY_FILES: Record<string, number> = { '64k': 64 * 1024, '1m': 1024 * 1024 };
 
@@ -291,19 +305,22 @@ ${ports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
     keepalive_requests 10000000;
   }`;
   const proxied = `proxy_http_version 1.1; proxy_set_header Connection "";`;
+  // The same listen backlog as the molt sidecar's default and the raw pipe (nginx's default is 511):
+  // 5,000 connections opened at once must not overflow one proxy's queue and not another's.
+  const listen = `listen 127.0.0.1:${port} backlog=${PROXY_BACKLOG};`;
   let http: string;
   if (mode === 'mirror') {
     http = `${pool('primary', [upstreams[1]])}
 ${pool('shadow', [upstreams[0]])}
   server {
-    listen 127.0.0.1:${port};
+    ${listen}
     location / { mirror /__mirror; proxy_pass http://primary; ${proxied} }
     location = /__mirror { internal; proxy_pass http://shadow$request_uri; ${proxied} }
   }`;
   } else {
     http = `${pool('backend', mode === 'split' ? upstreams.slice(0, 2) : [upstreams[0]])}
   server {
-    listen 127.0.0.1:${port};
+    ${listen}
     location / { proxy_pass http://backend; ${proxied} }
   }`;
   }
@@ -395,7 +412,7 @@ export interface SidecarStart {
 export function startRawPipe(root: string, name: string, port: number, upstream: number): Peer {
   const dir = path.join(root, name);
   fs.mkdirSync(dir, { recursive: true });
-  return new Peer(name, port, path.join(dir, 'stderr.log'), process.execPath, [RAW_PIPE_SERVER, String(port), String(upstream)]);
+  return new Peer(name, port, path.join(dir, 'stderr.log'), process.execPath, [RAW_PIPE_SERVER, String(port), String(upstream), String(PROXY_BACKLOG)]);
 }
 
 export function startSidecar(root: string, name: string, o: SidecarStart): Peer {

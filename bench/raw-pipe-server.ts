@@ -3,14 +3,15 @@
 // routing, no framing, no pooling, no backpressure handling: it is what any Node.js proxy
 // costs before it does any work of its own, so molt/pipe says how close the sidecar is to the
 // runtime's ceiling, and pipe/nginx what the runtime itself allows. Run by bench/peers.ts:
-//   node dist/bench/raw-pipe-server.js PORT UPSTREAM_PORT
+//   node dist/bench/raw-pipe-server.js PORT UPSTREAM_PORT [BACKLOG]
 
 import net from 'node:net';
 
 const port = Number(process.argv[2]);
 const upstreamPort = Number(process.argv[3]);
-if (!Number.isInteger(port) || !Number.isInteger(upstreamPort)) {
-  process.stderr.write('usage: node dist/bench/raw-pipe-server.js PORT UPSTREAM_PORT\n');
+const backlog = Number(process.argv[4] ?? 511); // Node's default; bench/peers.ts passes PROXY_BACKLOG
+if (!Number.isInteger(port) || !Number.isInteger(upstreamPort) || !Number.isInteger(backlog) || backlog < 1) {
+  process.stderr.write('usage: node dist/bench/raw-pipe-server.js PORT UPSTREAM_PORT [BACKLOG]\n');
   process.exit(2);
 }
 
@@ -22,7 +23,7 @@ const server = net.createServer({ noDelay: true }, (client) => {
   client.on('error', close).on('close', close);
   upstream.on('error', close).on('close', close);
 });
-server.listen(port, '127.0.0.1');
+server.listen({ port, host: '127.0.0.1', backlog });
 const stop = () => { server.close(() => process.exit(0)); };
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);

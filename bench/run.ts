@@ -22,6 +22,8 @@ import {
   hasCommand,
   listenOverflows,
   rssKiB,
+  PROXY_BACKLOG,
+  somaxconn,
   SIDECAR_MAIN,
   startCaddy,
   startHaproxy,
@@ -651,7 +653,8 @@ async function main(): Promise<void> {
         md.push(
           `## 5,000 concurrent keep-alive connections (wrk -t1 -c5000, ${Math.max(8, o.duration)} s runs after a 3 s warm-up)`,
           '',
-          'wrk opens its 5,000 connections at once at the start of every run, so connection setup is part of each run: the proxies listen with their default backlog (nginx 511, Node 511; the backend nginx 4096), the kernel drops connection attempts from a full listen queue (last column, TcpExt ListenOverflows during the run, all sockets) and the client retries after 1 s, 3 s… — that, not request processing, is most of the p99 here. wrk\'s request timeout is 10 s in this section. Every process starts with its soft `ulimit -n` raised to 20,000 (wrk too); nginx has `worker_connections 16384`, `worker_rlimit_nofile 20000`. RSS: resident memory of the target\'s process tree (nginx: master + worker; direct: the backend), sampled every 250 ms during each run; "before" is at rest before the warm-up. molt keeps at most 128 idle upstream connections per endpoint, nginx 256 (`keepalive 256`): beyond that both close upstream connections after use.',
+          `wrk opens its 5,000 connections at once at the start of every run. Every listener in this section has a listen backlog of ${PROXY_BACKLOG} (molt's default \`--backlog\`; \`listen … backlog=${PROXY_BACKLOG}\` for nginx; the raw pipe's \`server.listen({ backlog })\`; the backend nginx too; Linux caps it at net.core.somaxconn, ${somaxconn()} here), so the kernel should drop no connection attempt from a full listen queue (the "listen-queue drops" column: TcpExt ListenOverflows during the run, all sockets, expected 0) and no client waits out a SYN retry (1 s, 3 s…): p99 is request processing under 5,000 connections, not connection setup. With Node's and nginx's default backlog of 511, thousands of SYNs per run were dropped and the retries were most of the p99. wrk's request timeout is 10 s in this section.` +
+          ' Every process starts with its soft `ulimit -n` raised to 20,000 (wrk too); nginx has `worker_connections 16384`, `worker_rlimit_nofile 20000`. RSS: resident memory of the target\'s process tree (nginx: master + worker; direct: the backend), sampled every 250 ms during each run; "before" is at rest before the warm-up. molt keeps at most 128 idle upstream connections per endpoint, nginx 256 (`keepalive 256`): beyond that both close upstream connections after use.',
           '',
           connectionsTable(rows, nginxT.label),
           '',

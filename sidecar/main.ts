@@ -16,7 +16,7 @@ import { LOG_LEVELS } from '../common/logger.js';
 import { MoltError } from '../common/errors.js';
 import { selfTest } from '../common/node-internals.js';
 import { ControlClient } from './control-client.js';
-import { createProxy } from './proxy.js';
+import { createProxy, DEFAULT_BACKLOG } from './proxy.js';
 import { prettyStderr, resolveLogFormat } from '../common/log-format.js';
 import { TrafficRecorder } from './recorder.js';
 import { readTraffic } from './traffic.js';
@@ -51,13 +51,17 @@ export interface SidecarOptions {
   /** Listen on this inherited socket (bound by the supervisor, which keeps it open across sidecar
    *  restarts) instead of binding host:port, which then only names it. */
   listenFd?: number;
+  /** listen(2) backlog (default DEFAULT_BACKLOG in proxy.ts; the kernel caps it at net.core.somaxconn). */
+  backlog?: number;
 }
 
-export const SIDECAR_HELP = `Usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL] [--listen-fd N]
+export const SIDECAR_HELP = `Usage: molt sidecar --listen HOST:PORT --control SOCKET_PATH [--workers N] [--log-level LEVEL] [--listen-fd N] [--backlog N]
 
   --workers N        worker processes, 1 to 256 (default 1)
   --log-level LEVEL  ${LOG_LEVELS.join('|')} (default info)
   --listen-fd N      listen on this inherited socket (>= 3) instead of binding --listen
+  --backlog N        listen queue length, 1 to 65535 (default ${DEFAULT_BACKLOG}); Linux silently caps it
+                     at net.core.somaxconn
 
 The HTTP proxy every user request passes through. Connects to the controller's control socket,
 applies the routing tables it sends, reports failures and stats back, and keeps serving its last
@@ -72,14 +76,15 @@ export function parseSidecarArgs(argv: string[]): SidecarOptions {
     workers: { type: 'integer', default: 1, min: 1, max: 256 },
     'log-level': { type: 'logLevel', default: 'info' },
     'listen-fd': { type: 'integer', min: 3, max: 65535 },
+    backlog: { type: 'integer', min: 1, max: 65535 },
   }, 'sidecar');
   if (args.help) throw new MoltError('MOLT_ERR_USAGE', SIDECAR_HELP);
   if (args.positionals.length) throw new MoltError('MOLT_ERR_USAGE', `unexpected argument "${args.positionals[0]}"\n${SIDECAR_HELP}`);
-  const { listen, control, workers, 'log-level': logLevel, 'listen-fd': listenFd } = args.values;
+  const { listen, control, workers, 'log-level': logLevel, 'listen-fd': listenFd, backlog } = args.values;
   if (!listen) throw new MoltError('MOLT_ERR_USAGE', `is required\n${SIDECAR_HELP}`, { path: '--listen' });
   if (!control) throw new MoltError('MOLT_ERR_USAGE', `is required\n${SIDECAR_HELP}`, { path: '--control' });
   const { host, port } = parseHostPort(listen, 'listen');
-  return { host, port, controlPath: control, workers, logLevel, ...(listenFd !== undefined ? { listenFd } : {}) };
+  return { host, port, controlPath: control, workers, logLevel, ...(listenFd !== undefined ? { listenFd } : {}), ...(backlog !== undefined ? { backlog } : {}) };
 }
 
 function makeLogger(level: string, bindings: Record<string, unknown>): { log: Logger; flush: () => void } {
@@ -149,7 +154,7 @@ export async function startSingle(opts: SidecarOptions, log: Logger): Promise<Si
   routing.onFailure = (msg) => client.reportFailure(msg);
   client.start();
   await awaitFirstTable(routing, log);
-  const address = await proxy.listen(opts.port, opts.host, opts.listenFd);
+  const address = await proxy.listen(opts.port, opts.host, opts.listenFd, opts.backlog);
   // Which Node-internals fast paths passed their self-test (the proxy ran it before listening).
   const internals = await selfTest();
   log.info({ address: address.address, port: address.port, control: opts.controlPath, workers: 1, internals }, 'sidecar listening');
@@ -195,7 +200,7 @@ async function runWorker(opts: SidecarOptions, log: Logger, flush: () => void): 
   onSignals(() => void shutdown(SHUTDOWN_GRACE_MS));
   process.on('disconnect', () => void shutdown(SHUTDOWN_GRACE_MS)); // the primary is gone
   await awaitFirstTable(routing, log);
-  const address = await proxy.listen(opts.port, opts.host, opts.listenFd);
+  const address = await proxy.listen(opts.port, opts.host, opts.listenFd, opts.backlog);
   ch.send({ t: 'molt:listening', host: address.address, port: address.port });
 }
 
@@ -276,7 +281,8 @@ async function runPrimary(opts: SidecarOptions, log: Logger, flush: () => void):
 function rebuildArgs(o: SidecarOptions): string[] {
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;
   return ['--listen', `${host}:${o.port}`, '--control', o.controlPath, '--workers', String(o.workers), '--log-level', o.logLevel,
-    ...(o.listenFd !== undefined ? ['--listen-fd', String(o.listenFd)] : [])];
+    ...(o.listenFd !== undefined ? ['--listen-fd', String(o.listenFd)] : []),
+    ...(o.backlog !== undefined ? ['--backlog', String(o.backlog)] : [])];
 }
 
 /**

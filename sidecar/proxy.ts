@@ -53,6 +53,12 @@ export const DEFAULT_LIMITS: ProxyLimits = {
   connectRetryMs: 2000,
 };
 
+/** listen(2) backlog: connections the kernel completes and queues until we accept them. Node's own
+ *  default (511) overflows when thousands of clients connect at once (a load balancer reconnecting,
+ *  a benchmark): the kernel then drops SYNs and the clients retry after 1 s, 3 s… Linux silently
+ *  caps the value at net.core.somaxconn (4096 by default since 5.4). */
+export const DEFAULT_BACKLOG = 4096;
+
 export interface ProxyOptions {
   routing: RoutingState;
   limits?: Partial<ProxyLimits>;
@@ -63,8 +69,9 @@ export interface ProxyOptions {
 
 export interface Proxy {
   readonly server: net.Server;
-  /** Bind host:port, or with `fd`, listen on that inherited socket (already bound). */
-  listen(port: number, host: string, fd?: number): Promise<AddressInfo>;
+  /** Bind host:port, or with `fd`, listen on that inherited socket (already bound). `backlog`:
+   *  listen(2) queue length, default DEFAULT_BACKLOG. */
+  listen(port: number, host: string, fd?: number, backlog?: number): Promise<AddressInfo>;
   close(graceMs?: number): Promise<void>;
 }
 
@@ -114,17 +121,20 @@ export class ProxyImpl implements Proxy {
     if (this.closing && this.conns.size === 0 && this.#closedResolve !== null) this.#closedResolve();
   }
 
-  async listen(port: number, host: string, fd?: number): Promise<AddressInfo> {
+  async listen(port: number, host: string, fd?: number, backlog = DEFAULT_BACKLOG): Promise<AddressInfo> {
     // Node-internals fast paths are enabled only once their self-test passed (common/node-internals.ts).
     await selfTest();
     return new Promise((resolve, reject) => {
       const onErr = (e: Error): void => reject(e);
       this.server.once('error', onErr);
-      const opts = fd !== undefined ? { fd } : { port, host };
-      this.server.listen(opts, () => {
+      const done = (): void => {
         this.server.off('error', onErr);
         resolve(this.server.address() as AddressInfo);
-      });
+      };
+      // Node reads `backlog` from the options object for a port, but for an fd only from the
+      // argument after it (lib/net.js backlogFromArgs): listen({ fd }, backlog, cb).
+      if (fd !== undefined) this.server.listen({ fd }, backlog, done);
+      else this.server.listen({ port, host, backlog }, done);
     });
   }
 
