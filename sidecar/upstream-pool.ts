@@ -6,37 +6,18 @@
 // dead or misbehaving and it is destroyed and forgotten, so a dead socket is never handed out.
 // Connect timeout, idle eviction and the owner's response timeout share one deadline on the
 // shared timer wheel.
-//
-// Read buffers. Reads use `onread` (no per-read allocation, no Readable machinery). Node decides
-// where a socket's next read lands right after the previous read's callback returns: the buffer
-// function runs then (lib/internal/stream_base_commons.js onStreamRead) and its result becomes that
-// handle's buffer for the next read, whenever that comes (CustomBufferJSListener in
-// src/stream_base.cc). So a buffer handed to many sockets is written by whichever reads next: it can
-// never be given to an owner that keeps a view of it. Hence two kinds of buffer:
-//   - the pool's one *landing* buffer: where every connection that is not in the middle of a
-//     response reads (idle, connecting, just acquired). Never handed to an owner: #onRead copies
-//     the bytes into a private buffer first, and bytes read while idle are discarded anyway.
-//   - a *private* buffer, taken from the pool's spares for the current response by a connection
-//     whose first read landed in the landing buffer, and used for its following reads. After the
-//     read that ends the exchange (released or destroyed in the callback) the next read goes to the
-//     landing buffer again and the private buffer returns to the spares, unless the owner pinned
-//     it: then it stays with whoever holds it (the GC frees it after them) and, if the response
-//     goes on, the connection takes another private buffer for its next read.
-// At 5,000 connections this is the difference between 32 KiB per open upstream connection and
-// 32 KiB per response in flight across reads (bench/README.md "Memory at 5,000 connections").
 
 import net from 'node:net';
 import { BodyScanner, HeadScanner } from './framing.js';
 import { SocketWriter } from './socket-writer.js';
 import { now, type TimerItem, type TimerWheel } from './timers.js';
-import { copyBytes } from '../common/node-internals.js';
 
 export type UpstreamErrorKind = 'connect' | 'connect-timeout' | 'reset' | 'response-timeout';
 
 export interface UpstreamOwner {
   onUpstreamConnect(c: UpstreamConn): void;
-  /** `chunk` is a view of a reused read buffer, valid only during this call: an owner that keeps it
-   *  (or any view of it) beyond the call, including a write that did not flush, calls c.pin(). */
+  /** `chunk` is a view of the conn's reused read buffer, valid only during this call: an owner that
+   *  keeps it (or any view of it) beyond the call, including a write that did not flush, calls c.pin(). */
   onUpstreamData(c: UpstreamConn, chunk: Buffer): void;
   /** EOF from the upstream. The owner either finishes (until-close body) or lets 'close' report a reset. */
   onUpstreamEnd(c: UpstreamConn): void;
@@ -50,10 +31,8 @@ const IDLE_MARGIN_MS = 1000;
 /** A server seen closing idle connections early still gets them kept this long. */
 const MIN_IDLE_MS = 500;
 
-/** Size of every read buffer (landing and private): at most this much per read syscall. */
+/** Per-connection read buffer (reused across reads until pinned). */
 export const READ_BUFFER_BYTES = 32 * 1024;
-/** Unpinned private buffers kept for the next responses; beyond that they are left to the GC. */
-const MAX_SPARE_BUFFERS = 64;
 
 const P_CONNECTING = 0;
 const P_BUSY = 1;
@@ -93,8 +72,7 @@ export class UpstreamConn implements TimerItem {
   idleSince = 0;
   phase = P_CONNECTING;
   #error: Error | null = null;
-  /** Private read buffer for the current response (null: this socket's next read lands in the pool's landing buffer). */
-  #buf: Buffer | null = null;
+  #buf: Buffer;
   #pinned = false;
 
   constructor(pool: UpstreamPool, key: string, host: string, port: number, maxHeaderBytes: number, maxHeaders: number) {
@@ -102,8 +80,11 @@ export class UpstreamConn implements TimerItem {
     this.key = key;
     this.head = new HeadScanner(false, maxHeaderBytes, maxHeaders);
     this.body = new BodyScanner(maxHeaderBytes);
-    // Read buffers: see the top of this file. #nextBuffer also runs once inside net.connect(), before
-    // `socket` and `owner` are set: that first read lands in the landing buffer.
+    // Reads go into this conn's own reused buffer (`onread`: no per-read allocation, no Readable
+    // push/emit). The bytes are only valid until the callback returns: an owner that keeps a reference
+    // (stores a view, or a client write did not flush synchronously) calls pin(), and the next read
+    // goes into a fresh buffer while the old one stays with whoever holds it.
+    this.#buf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
     const s = net.connect({
       host, port, noDelay: true,
       onread: { buffer: () => this.#nextBuffer(), callback: (n: number, b: Uint8Array) => this.#onRead(n, b as Buffer) },
@@ -152,42 +133,22 @@ export class UpstreamConn implements TimerItem {
     if (this.owner !== null) this.owner.onUpstreamConnect(this);
   }
 
-  /** The bytes of the current read must outlive the read callback: they stay with their holder and
-   *  the next read goes elsewhere. */
+  /** The bytes of the current read must outlive the read callback: the next read uses a new buffer. */
   pin(): void { this.#pinned = true; }
 
-  /** Where this socket's next read lands; Node calls it right after each read callback (and once
-   *  when the handle is created). Only here may the private buffer change hands: the handle reads
-   *  into whatever this returned last, until it returns something else. */
   #nextBuffer(): Buffer {
-    const b = this.#buf;
-    if (b !== null && (this.#pinned || this.owner === null)) {
-      // Exchange over (released, destroyed or detached-and-gone): the next read, if any, is
-      // unwanted bytes or the next response's start. Pinned: the holder keeps it; mid-response the
-      // rest goes straight into a new private buffer (no copy from the landing buffer).
-      this.#buf = null;
-      if (!this.#pinned) this.pool._spare(b);
-      else if (this.owner !== null) this.#buf = this.pool._takeBuffer();
+    if (this.#pinned) {
+      this.#pinned = false;
+      this.#buf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
     }
-    this.#pinned = false;
-    return this.#buf ?? this.pool._landing;
+    return this.#buf;
   }
 
   #onRead(n: number, b: Buffer): boolean {
     const o = this.owner;
     if (o === null) { this.pool.destroy(this); return false; } // bytes on an idle socket: unusable
     this.received += n;
-    let chunk: Buffer;
-    if (b === this.pool._landing) {
-      // Shared by every socket not mid-response: move the bytes to a buffer of our own before the
-      // owner can keep a view of them.
-      const own = this.#buf ?? (this.#buf = this.pool._takeBuffer());
-      copyBytes(b, own, 0, 0, n);
-      chunk = own.subarray(0, n);
-    } else {
-      chunk = b.subarray(0, n);
-    }
-    o.onUpstreamData(this, chunk);
+    o.onUpstreamData(this, b.subarray(0, n));
     return true;
   }
 
@@ -235,9 +196,6 @@ export class UpstreamPool {
   #learnedIdleMs = new Map<string, number>();
   #all = new Set<UpstreamConn>();
   #closed = false;
-  /** @internal Where reads of connections not mid-response land (see the top of this file). Never handed to an owner. */
-  readonly _landing: Buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-  #spares: Buffer[] = [];
   // counters (plain fields, read by stats)
   created = 0;
   reusedCount = 0;
@@ -258,24 +216,6 @@ export class UpstreamPool {
   }
 
   get openCount(): number { return this.#all.size; }
-
-  /** Private read buffers allocated so far (a new one only when no spare is left). */
-  buffersAllocated = 0;
-
-  get spareBuffers(): number { return this.#spares.length; }
-
-  /** @internal A private read buffer for a response that arrives across reads. */
-  _takeBuffer(): Buffer {
-    const b = this.#spares.pop();
-    if (b !== undefined) return b;
-    this.buffersAllocated++;
-    return Buffer.allocUnsafe(READ_BUFFER_BYTES);
-  }
-
-  /** @internal An unpinned private buffer no socket reads into any more. */
-  _spare(b: Buffer): void {
-    if (this.#spares.length < MAX_SPARE_BUFFERS) this.#spares.push(b);
-  }
 
   /**
    * An idle connection to `key` if one is alive, else a new one (owner.onUpstreamConnect fires when
