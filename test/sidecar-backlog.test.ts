@@ -72,14 +72,15 @@ test('proxy.listen: backlog DEFAULT_BACKLOG unless told otherwise (never Node\'s
 });
 
 for (const mode of ['--workers 2', '--listen-fd']) {
-  test(`sidecar process with ${mode} listens with --backlog`, { skip: noSs, timeout: 20_000 }, async () => {
+  test(`sidecar process with ${mode} listens with --backlog`, { skip: noSs, timeout: 20_000 }, async (t) => {
     const port = await freePort();
     const args = [MAIN, '--listen', `127.0.0.1:${port}`, '--control', '/nonexistent/molt.sock', '--log-level', 'error', '--backlog', '1234'];
     let held: ReturnType<typeof bindListenSocket>['socket'] = null;
     if (mode === '--workers 2') args.push('--workers', '2');
     else {
       const r = bindListenSocket('127.0.0.1', port);
-      if (r.socket === null) assert.fail(`supervisor-style bind failed: ${r.reason}`);
+      // Without the tcp_wrap fast path (MOLT_NODE_INTERNALS=off) molt up lets the sidecar bind itself.
+      if (r.socket === null) { t.skip(`no held socket: ${r.reason}`); return; }
       held = r.socket;
       args.push('--listen-fd', '3');
     }
