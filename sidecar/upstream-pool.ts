@@ -48,6 +48,9 @@ export interface UpstreamPoolOptions {
    *  (a `Keep-Alive: timeout=N` response header) and has not been seen closing one sooner. Default
    *  60000 ms, nginx's upstream keepalive_timeout. */
   idleTimeoutMs?: number;
+  /** How long a learned (shorter) idle time holds for an endpoint before idleTimeoutMs applies again:
+   *  a close that was no idle timeout (the server restarting) must not shorten it for good. Default 10 min. */
+  learnedIdleTtlMs?: number;
   maxHeaderBytes?: number;
   maxHeaders?: number;
 }
@@ -192,8 +195,10 @@ export class UpstreamPool {
   readonly maxHeaderBytes: number;
   readonly maxHeaders: number;
   #idle = new Map<string, UpstreamConn[]>();
-  /** Per endpoint: how long its server was seen keeping an idle connection, minus the margin. */
-  #learnedIdleMs = new Map<string, number>();
+  readonly learnedIdleTtlMs: number;
+  /** Per endpoint: how long its server was seen keeping an idle connection, minus the margin, and
+   *  until when that holds (performance.now() ms). */
+  #learnedIdle = new Map<string, { ms: number; until: number }>();
   #all = new Set<UpstreamConn>();
   #closed = false;
   // counters (plain fields, read by stats)
@@ -205,6 +210,7 @@ export class UpstreamPool {
     this.wheel = opts.wheel;
     this.maxIdlePerEndpoint = opts.maxIdlePerEndpoint ?? 128;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 60_000;
+    this.learnedIdleTtlMs = opts.learnedIdleTtlMs ?? 600_000;
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
     this.maxHeaders = opts.maxHeaders ?? 100;
   }
@@ -276,16 +282,20 @@ export class UpstreamPool {
   idleFor(c: UpstreamConn): number {
     let ms = this.idleTimeoutMs;
     if (c.keepAliveMs >= 0) ms = Math.min(ms, c.keepAliveMs - IDLE_MARGIN_MS);
-    const learned = this.#learnedIdleMs.get(c.key);
-    if (learned !== undefined) ms = Math.min(ms, learned);
+    const learned = this.#learnedIdle.get(c.key);
+    if (learned !== undefined) {
+      if (learned.until > now()) ms = Math.min(ms, learned.ms);
+      else this.#learnedIdle.delete(c.key);
+    }
     return ms;
   }
 
   /** @internal the server closed idle connection `c`: keep this endpoint's next ones for less. */
   _closedWhileIdle(c: UpstreamConn): void {
-    const keep = Math.max(MIN_IDLE_MS, now() - c.idleSince - IDLE_MARGIN_MS);
-    const prev = this.#learnedIdleMs.get(c.key);
-    if (prev === undefined || keep < prev) this.#learnedIdleMs.set(c.key, keep);
+    const t = now();
+    const keep = Math.max(MIN_IDLE_MS, t - c.idleSince - IDLE_MARGIN_MS);
+    const prev = this.#learnedIdle.get(c.key);
+    if (prev === undefined || prev.until <= t || keep < prev.ms) this.#learnedIdle.set(c.key, { ms: keep, until: t + this.learnedIdleTtlMs });
   }
 
   destroy(c: UpstreamConn): void {

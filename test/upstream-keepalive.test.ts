@@ -9,6 +9,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createProxy } from '../sidecar/proxy.js';
+import { TimerWheel } from '../sidecar/timers.js';
+import { UpstreamPool, type UpstreamConn, type UpstreamOwner } from '../sidecar/upstream-pool.js';
 import { routingTo } from './helpers/real-routing.js';
 
 const HOST = '127.0.0.1';
@@ -107,4 +109,27 @@ test('a server that closes idle connections without saying so: after the first s
   assert.equal(s.conns.length, 2, 'a new connection (the first was closed)');
   await sleep(3000);
   assert.equal(s.conns[1]!.closedBy, 'proxy', 'learned: the proxy closes before the server\'s 2.5 s');
+});
+
+test('a learned shorter idle time expires (a server restart closing idle connections does not shorten them for good)', async (t) => {
+  const s = await rawServer(t, '', 1200);
+  const wheel = new TimerWheel();
+  const pool = new UpstreamPool({ wheel, learnedIdleTtlMs: 1500 });
+  t.after(() => { pool.close(); wheel.close(); });
+  const key = `${HOST}:${s.port}`;
+  const owner: UpstreamOwner = {
+    onUpstreamConnect(c: UpstreamConn) { c.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n'); },
+    onUpstreamData(c: UpstreamConn) { pool.release(c); }, // the 2-byte answer comes in one read
+    onUpstreamEnd() {},
+    onUpstreamError() {},
+    onUpstreamDrain() {},
+  };
+  const first = pool.acquire(key, HOST, s.port, 2000, owner);
+  assert.equal(pool.idleFor(first), 60_000, 'nothing learned yet: the default');
+  await sleep(1700); // idle, then closed by the server at 1.2 s
+  assert.equal(s.conns[0]!.closedBy, 'server');
+  const second = pool.acquire(key, HOST, s.port, 2000, owner);
+  assert.ok(pool.idleFor(second) <= 500, `learned from the close: ${pool.idleFor(second)} ms`);
+  await sleep(1600);
+  assert.equal(pool.idleFor(second), 60_000, 'the learned time expired');
 });
